@@ -1,0 +1,1 @@
+"""tunekit built-in plugin package (registered through the tunekit entry point group)."""

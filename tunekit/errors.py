@@ -1,0 +1,51 @@
+"""tunekit's own exception types.
+
+Every error a user can cause is one of these, so the CLI can map it to an exit code
+(2 for usage and validation, 1 for failures) and print one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class TunekitError(Exception):
+    """Base of every error tunekit raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(TunekitError):
+    """The command line or a Python call asked for something that cannot be done."""
+
+    exit_code = 2
+
+
+class RecipeError(UsageError):
+    """A recipe is malformed: carries the file and the dotted key path of the problem."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
+        self.source = source
+        self.key = key
+        self.message = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ": ".join(part for part in (self.source, self.key) if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class PluginError(TunekitError):
+    """A plugin is unknown, broken, or cannot run on this machine."""
+
+
+class UnknownPluginError(PluginError, UsageError):
+    """A recipe or command named a plugin that is not installed."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(PluginError):
+    """A plugin needs a package (or CUDA) that this environment lacks; says what to install."""
+
+
+class OutputExistsError(UsageError):
+    """The output directory exists and --force was not given."""
