@@ -19,11 +19,62 @@ from tunekit.errors import TunekitError
 COMMAND_MODULES = (
     "tunekit.commands.plugins_cmd",
     "tunekit.commands.recipes_cmd",
+    "tunekit.commands.recommend_cmd",
+    "tunekit.commands.estimate_cmd",
+    "tunekit.commands.launch_cmd",
+    "tunekit.commands.bench_cmd",
+    "tunekit.commands.sweep_cmd",
+    "tunekit.commands.new_plugin_cmd",
+    "tunekit.commands.apply_cmd",
 )
 
 
 class TunekitGroup(click.Group):
-    """Maps tunekit's own errors to one clear line and an exit code (2 usage/validation, 1 failure)."""
+    """Maps tunekit's own errors to one clear line and an exit code (2 usage/validation, 1 failure).
+
+    Plugin-added commands load lazily: only when a name is not a built-in command, or when the
+    command list is shown (``--help``, completion). Running a built-in command never imports every
+    plugin just to build the command table.
+    """
+
+    _plugin_commands_loaded = False
+    _builtin_names: frozenset[str] = frozenset()
+
+    def load_plugin_commands(self) -> None:
+        """Call ``tunekit_commands`` once; a plugin may add commands but never replace a built-in."""
+        if self._plugin_commands_loaded:
+            return
+        self._plugin_commands_loaded = True
+        from tunekit.plugins import get_registry
+
+        registry = get_registry()
+        builtin = dict(self.commands)
+        registry.call_safely("tunekit_commands", cli=self)
+        for name, command in builtin.items():
+            replacement = self.commands.get(name)
+            if replacement is not command:
+                self.commands[name] = command
+                owner = getattr(getattr(replacement, "callback", None), "__module__", None) or "?"
+                registry._fail(owner, f"tunekit_commands(): command '{name}' clashes with a built-in; skipped")
+        self._builtin_names = frozenset(builtin)
+
+    def unload_plugin_commands(self) -> None:
+        """Forget plugin commands (tests reset the registry between cases)."""
+        if self._plugin_commands_loaded:
+            for name in set(self.commands) - self._builtin_names:
+                del self.commands[name]
+        self._plugin_commands_loaded = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugin_commands_loaded:
+            self.load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -47,18 +98,10 @@ def _register_commands() -> None:
                 cli.add_command(command)
 
 
-def _register_plugin_commands() -> None:
-    """Let plugins add subcommands; a plugin whose hook raises is recorded and skipped."""
-    from tunekit.plugins import get_registry
-
-    get_registry().call_safely("tunekit_commands", cli=cli)
-
-
 _register_commands()
 
 
 def main() -> None:
-    _register_plugin_commands()
     cli()
 
 

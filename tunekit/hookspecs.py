@@ -16,11 +16,22 @@ if TYPE_CHECKING:
     import click
 
     from tunekit.context import StageContext
-    from tunekit.kinds import Adapter, ContextExtender, Plugin, Pruner, Quantizer, Sampler
+    from tunekit.kinds import Adapter, ContextExtender, Exporter, Plugin, Pruner, Quantizer, Sampler
 
 PROJECT = "tunekit"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: kind -> the registration hook that provides it (here, not in plugins.py, so the CLI can name kinds
+#: without importing pydantic)
+KIND_HOOKS = {
+    "quantizer": "tunekit_quantizers",
+    "adapter": "tunekit_adapters",
+    "context": "tunekit_context_extenders",
+    "pruner": "tunekit_pruners",
+    "sampler": "tunekit_samplers",
+    "exporter": "tunekit_exporters",
+}
 
 # -- registration: one hook per kind -------------------------------------------------------
 
@@ -62,6 +73,14 @@ def tunekit_samplers() -> list[type[Sampler]]:  # type: ignore[empty-body]
     """Register sampler (decoding control) plugins.
 
     :returns: subclasses of :class:`tunekit.kinds.Sampler`.
+    """
+
+
+@hookspec
+def tunekit_exporters() -> list[type[Exporter]]:  # type: ignore[empty-body]
+    """Register export formats (``hf``, ``gguf``, ...), named by the recipe's ``output.formats``.
+
+    :returns: subclasses of :class:`tunekit.kinds.Exporter`.
     """
 
 

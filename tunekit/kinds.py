@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -94,6 +95,11 @@ class Plugin:
         """Do the real operation on a loaded model and return the (possibly new) model."""
         raise NotImplementedError
 
+    def save(self, model: Any, out_dir: Path, ctx: StageContext) -> bool:
+        """Write the model into ``out_dir`` in the plugin's own format (GPTQModel does); return True when
+        done so the pipeline skips ``save_pretrained``. The default, False, lets the pipeline save it."""
+        return False
+
 
 class Quantizer(Plugin):
     """Reduces the bits of the weights.
@@ -110,6 +116,11 @@ class Quantizer(Plugin):
     def bits_per_weight(self) -> float:
         """Effective bits per quantized linear weight, scales and zeros included."""
         raise NotImplementedError
+
+    def storage_bits_per_weight(self, dtype_bits: int = 16) -> float:
+        """Bits per quantized weight in the saved output. Equal to ``bits_per_weight`` for packed
+        formats; a fake-quant method (weights rounded, then stored dequantized) returns ``dtype_bits``."""
+        return self.bits_per_weight()
 
     def kept_16bit(self) -> tuple[str, ...]:
         """Modules left in 16-bit (their weights count at 16 bits in the estimate)."""
@@ -173,10 +184,36 @@ class Sampler(Plugin):
         return model
 
 
+class Exporter(Plugin):
+    """Writes the finished model in one serving format (Hugging Face folder, GGUF, ...).
+
+    Not a recipe stage slot: the recipe's ``output.formats`` names exporters (``hf``, ``gguf:q4_k_m``,
+    ``{gguf: {type: q4_k_m}}``) and the pipeline calls each one's ``export`` after the model is final
+    (see ``tunekit.exporters.parse_formats``). Declarations stay torch-free like every plugin's.
+    """
+
+    kind = "exporter"
+    shorthand_field: ClassVar[str | None] = None
+    """The Params field that the ``name:VALUE`` shorthand in ``output.formats`` sets (e.g. ``type``)."""
+
+    def export(self, model: Any, tokenizer: Any, out_dir: Path, ctx: StageContext) -> dict[str, Any]:
+        """Write this format under ``out_dir``; return plain data for metrics.json and the model card
+        (paths written, sizes, measured numbers)."""
+        raise NotImplementedError
+
+    def apply(self, model: Any, ctx: StageContext) -> Any:
+        """Exporters are not weight stages; ``export`` is their entry point."""
+        raise NotImplementedError(f"exporter '{self.name}' runs through export(), not apply()")
+
+
+EXPORTER_KIND = "exporter"
+"""Kind name of exporters; kept out of ``KINDS`` because recipes do not have an exporter slot."""
+
 BASES: dict[str, type[Plugin]] = {
     "quantizer": Quantizer,
     "adapter": Adapter,
     "context": ContextExtender,
     "pruner": Pruner,
     "sampler": Sampler,
+    "exporter": Exporter,
 }

@@ -20,20 +20,13 @@ from pydantic import BaseModel
 
 from tunekit import hookspecs
 from tunekit.errors import PluginError, UnknownPluginError
-from tunekit.kinds import BASES, KINDS, Plugin
+from tunekit.hookspecs import KIND_HOOKS
+from tunekit.kinds import BASES, Plugin
 
 ENTRY_POINT_GROUP = "tunekit"
 DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
 STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"
 
-#: kind -> the registration hook that provides it
-KIND_HOOKS = {
-    "quantizer": "tunekit_quantizers",
-    "adapter": "tunekit_adapters",
-    "context": "tunekit_context_extenders",
-    "pruner": "tunekit_pruners",
-    "sampler": "tunekit_samplers",
-}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -61,7 +54,7 @@ class Registry:
     """Loaded plugins per kind, and everything that failed on the way."""
 
     pm: pluggy.PluginManager
-    classes: dict[str, dict[str, type[Plugin]]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    classes: dict[str, dict[str, type[Plugin]]] = field(default_factory=lambda: {k: {} for k in KIND_HOOKS})
     owners: dict[tuple[str, str], PluginSource] = field(default_factory=dict)
     sources: dict[str, PluginSource] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
@@ -75,7 +68,7 @@ class Registry:
             raise UnknownPluginError(f"unknown {kind} '{name}' (available: {known})") from None
 
     def all(self) -> list[type[Plugin]]:
-        return [cls for kind in KINDS for cls in self.classes[kind].values()]
+        return [cls for kind in KIND_HOOKS for cls in self.classes[kind].values()]
 
     def call_safely(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of a hook on its own, isolating the ones that raise."""
@@ -148,18 +141,37 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
             registry._fail(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}", exc)
     for module in extra_modules or []:
         name = getattr(module, "__name__", repr(module))
         registry.sources.setdefault(name, PluginSource(name, "(in-process)", ""))
-        pm.register(module, name=name)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        registry._fail(getattr(exc, "plugin_name", "?") or "?", f"unknown hook: {exc}", exc)
+        try:
+            pm.register(module, name=name)
+        except Exception as exc:
+            registry._fail(name, f"failed to register: {type(exc).__name__}: {exc}", exc)
+    _check_unknown_hooks(registry)
     _collect_classes(registry)
     return registry
+
+
+def _check_unknown_hooks(registry: Registry) -> None:
+    """Report every implementation of a hook tunekit does not define (a misspelled ``tunekit_*``).
+
+    ``pm.check_pending()`` raises on the first one only and does not say which plugin; this walks
+    every hook so each culprit is recorded under its own name, and unregisters nothing: the
+    plugin's correctly spelled hooks keep working.
+    """
+    pm = registry.pm
+    for hook_name in sorted(vars(pm.hook)):
+        caller = getattr(pm.hook, hook_name)
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            known = ", ".join(sorted(n for n in vars(pm.hook) if getattr(pm.hook, n).has_spec()))
+            registry._fail(impl.plugin_name, f"unknown hook {hook_name}() (tunekit's hooks: {known})")
 
 
 def _collect_classes(registry: Registry) -> None:

@@ -10,6 +10,7 @@ plugin ``Params``. Every error names the file, the key path and what was expecte
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from tunekit.distributed import check as check_distributed
 from tunekit.errors import RecipeError, UnknownPluginError
 from tunekit.kinds import KINDS, Plugin
 from tunekit.recipe_model import Recipe
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from tunekit.plugins import Registry
 
 RECIPE_SUFFIXES = (".yaml", ".yml", ".toml")
+#: ``1e-4``: YAML 1.1 (PyYAML) reads exponent floats without a dot as strings; ``--set`` parses them.
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 # -- reading files -------------------------------------------------------------------------
@@ -151,8 +155,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
             raise RecipeError(f"empty key segment in '{key}'", source=source, key=key)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
             value = raw
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            value = float(value)
         node = result
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -264,6 +270,7 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
     if recipe.distributed.strategy != "none" and recipe.train is None:
         raise RecipeError("a distributed strategy only applies to training (add a train section)",
                           source=source, key="distributed.strategy")
+    check_distributed(resolved)
 
 
 def load_recipe(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tunekit.kinds import KINDS
 
@@ -63,18 +63,66 @@ class EvalSection(Section):
 
 class OutputSection(Section):
     dir: str | None = Field(None, description="Output directory (the CLI's --output wins)")
-    formats: list[str] = Field(default_factory=lambda: ["hf"], description="Export formats, e.g. hf, merged")
+    formats: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: list[str | dict[str, Any]](["hf"]),
+        description="Export formats: hf, merged, or exporter plugins as 'gguf', 'gguf:q4_k_m', "
+        "{gguf: q4_k_m} or {gguf: {type: q4_k_m, imatrix: true}}")
     merge: bool = Field(False, description="Also save the adapter merged into the base")
 
 
 class DistributedSection(Section):
-    strategy: Literal["none", "ddp", "fsdp", "zero2", "zero3"] = Field("none", description="Multi-GPU strategy")
-    gpus: int = Field(1, ge=1, le=1024, description="GPUs per node")
+    """Several processes through accelerate (DDP, FSDP) or DeepSpeed ZeRO; see docs/distributed.md.
+
+    Strategy names and what each shards are shared with the estimator (``tunekit.distributed.SHARDED``).
+    """
+
+    strategy: Literal["none", "ddp", "fsdp", "zero2", "zero3"] = Field(
+        "none", description="none (one process), ddp (replicate), fsdp (shard), zero2/zero3 (DeepSpeed ZeRO)")
+    gpus: int = Field(1, ge=1, le=1024, description="GPUs (processes) per node")
     nodes: int = Field(1, ge=1, le=1024, description="Machines")
     offload_params: bool = Field(False, description="Offload parameters to CPU (FSDP/ZeRO-3)")
-    offload_optimizer: bool = Field(False, description="Offload optimizer state to CPU")
+    offload_optimizer: bool = Field(False, description="Offload optimizer state to CPU (ZeRO-2/3)")
     activation_checkpointing: bool = Field(False, description="FSDP activation checkpointing")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("bf16", description="Mixed precision")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision of the launch config (auto: follow train.precision)")
+    fsdp_version: Literal[1, 2] = Field(2, description="FSDP1 (FullyShardedDataParallel) or FSDP2 (fully_shard)")
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = Field(
+        "full_shard", description="FSDP sharding: weights+grads+optimizer, grads+optimizer only (ZeRO-2-like), "
+        "full within a node and replicated across nodes, or none (DDP); hybrid/no_shard need fsdp_version 1")
+    auto_wrap: Literal["transformer", "size", "none"] = Field(
+        "transformer",
+        description="FSDP wrap unit: each decoder layer, modules above min_num_params, or the whole model")
+    wrap_classes: list[str] | None = Field(
+        None, description="Decoder layer class names to wrap (default: from the model's config.json "
+        "architectures, else the model's _no_split_modules)")
+    min_num_params: int = Field(100_000_000, ge=1, description="Parameters per FSDP unit for auto_wrap: size")
+    cpu_ram_efficient_loading: bool = Field(
+        True, description="FSDP: load weights on rank 0 only and broadcast (needed for big models and QLoRA)")
+    zero_init: bool = Field(True, description="ZeRO-3: build the model already partitioned (zero.Init)")
+    zero_save_16bit: bool = Field(True, description="ZeRO-3: gather full 16-bit weights when saving")
+    overlap_comm: bool = Field(True, description="ZeRO: overlap gradient reduction with the backward pass")
+    main_port: int | None = Field(
+        None, ge=1, le=65535, description="Rendezvous port of the main process (default: 29500 across nodes, "
+        "a free port on one node)")
+
+    @model_validator(mode="after")
+    def _options_fit_strategy(self) -> DistributedSection:
+        """Options that the chosen engine does not have are errors, not silently ignored settings."""
+        strategy = self.strategy
+        if self.offload_params and strategy not in {"fsdp", "zero3"}:
+            raise ValueError(f"offload_params needs sharded parameters (fsdp or zero3), not '{strategy}'")
+        if self.offload_optimizer and strategy not in {"zero2", "zero3"}:
+            hint = "; FSDP offloads optimizer state with offload_params" if strategy == "fsdp" else ""
+            raise ValueError(f"offload_optimizer is a DeepSpeed ZeRO option (zero2/zero3), not '{strategy}'{hint}")
+        if self.activation_checkpointing and strategy != "fsdp":
+            raise ValueError("activation_checkpointing is FSDP's; for other strategies use "
+                             "train.gradient_checkpointing")
+        if strategy == "fsdp" and self.fsdp_version == 2 and self.sharding in {"hybrid_shard", "no_shard"}:
+            raise ValueError(
+                f"sharding '{self.sharding}' needs fsdp_version 1 (FSDP2 has full_shard and shard_grad_op)")
+        if self.sharding == "hybrid_shard" and self.nodes == 1:
+            raise ValueError("sharding 'hybrid_shard' replicates across nodes: it needs nodes > 1")
+        return self
 
 
 class Recipe(Section):
@@ -83,16 +131,20 @@ class Recipe(Section):
     name: str = Field("recipe", description="Short name, used in reports")
     description: str = Field("", description="What the recipe is for")
     extends: list[str] | None = Field(None, description="Parent recipes, merged in order, this file last")
-    model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[arg-type]
+    model: ModelSection = Field(default_factory=ModelSection,  # type: ignore[arg-type]
+                                description="The model to start from")
     quantizer: dict[str, Any] | None = Field(None, description="{method: NAME, ...params}")
     adapter: dict[str, Any] | None = Field(None, description="{method: NAME, ...params}")
     context: dict[str, Any] | None = Field(None, description="{method: NAME, ...params}")
     pruner: dict[str, Any] | None = Field(None, description="{method: NAME, ...params}")
     sampler: dict[str, Any] | None = Field(None, description="{method: NAME (default sampling), ...params}")
     train: TrainSection | None = Field(None, description="Fine-tuning; needs an adapter")
-    eval: EvalSection = Field(default_factory=EvalSection)  # type: ignore[arg-type]
-    output: OutputSection = Field(default_factory=OutputSection)  # type: ignore[arg-type]
-    distributed: DistributedSection = Field(default_factory=DistributedSection)  # type: ignore[arg-type]
+    eval: EvalSection = Field(default_factory=EvalSection,  # type: ignore[arg-type]
+                              description="Measurements before and after")
+    output: OutputSection = Field(default_factory=OutputSection,  # type: ignore[arg-type]
+                                  description="What is written, and where")
+    distributed: DistributedSection = Field(default_factory=DistributedSection,  # type: ignore[arg-type]
+                                            description="Several processes or GPUs (training only)")
 
     @field_validator("extends", mode="before")
     @classmethod

@@ -7,13 +7,17 @@ from typing import Any
 
 import click
 
-from tunekit.kinds import KINDS
-from tunekit.plugins import get_registry
+from tunekit.hookspecs import KIND_HOOKS
 from tunekit.render import console, echo_json, table
+
+KINDS = tuple(KIND_HOOKS)
+"""Every plugin kind, recipe slots and exporters alike."""
 
 
 def plugins_report() -> dict[str, Any]:
     """Installed plugins per kind and the failures, as plain data."""
+    from tunekit.plugins import get_registry  # lazy: `tunekit --help` must not pay for pydantic
+
     registry = get_registry()
     kinds: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
@@ -74,6 +78,8 @@ def command(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the Params JSON schema only.")
 def show(name: str, kind: str | None, as_json: bool) -> None:
     """Show one plugin's parameters as a table and JSON schema."""
+    from tunekit.plugins import get_registry
+
     registry = get_registry()
     kinds = [kind] if kind else [k for k in KINDS if name in registry.classes[k]]
     if not kinds:

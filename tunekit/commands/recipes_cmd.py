@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
 
 from tunekit.errors import RecipeError
-from tunekit.recipe import list_recipes, load_recipe, read_document
 from tunekit.render import echo_json
+
+# tunekit.recipe (pydantic models) is imported inside each command so `tunekit --help` stays fast.
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override a recipe key, e.g. --set adapter.r=32 (repeatable).")
@@ -24,6 +24,7 @@ def recipes() -> None:
 def recipes_ls() -> None:
     """List recipes found by name (shipped ones and those from plugins)."""
     from tunekit.plugins import get_registry
+    from tunekit.recipe import list_recipes, read_document
 
     for path in list_recipes(get_registry()):
         try:
@@ -37,7 +38,9 @@ def recipes_ls() -> None:
 @click.argument("files", nargs=-1, required=True)
 @set_option
 def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Validate recipe files (schema, plugin params, cross-stage checks). Exit 2 on the first bad one."""
+    """Validate recipe files (schema, plugin params, cross-stage checks). Exit 2 if any is bad."""
+    from tunekit.recipe import load_recipe
+
     bad = 0
     for name in files:
         try:
@@ -57,6 +60,10 @@ def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 @set_option
 def show(file: str, resolved: bool, overrides: tuple[str, ...]) -> None:
     """Print a recipe after composition (extends and --set applied)."""
+    import yaml
+
+    from tunekit.recipe import load_recipe
+
     result = load_recipe(file, overrides=list(overrides))
     if resolved:
         data = result.to_dict()

@@ -1,0 +1,89 @@
+"""Attach a PEFT adapter to a loaded model (imports torch and peft; loaded only inside ``apply``).
+
+QLoRA is not a separate plugin: any adapter here, put on a k-bit base (bitsandbytes NF4/int8, GPTQ),
+first runs ``prepare_model_for_kbit_training`` so the frozen quantized base trains an fp32 adapter.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunekit.arch import ModelArch
+from tunekit.errors import PluginError
+
+if TYPE_CHECKING:
+    from tunekit.context import StageContext
+    from tunekit_peft.adapters import PeftAdapter
+
+
+def is_kbit(model: Any) -> bool:
+    """Whether the base holds quantized weights that PEFT trains through (bnb 4/8-bit, GPTQ)."""
+    return bool(
+        getattr(model, "is_loaded_in_4bit", False)
+        or getattr(model, "is_loaded_in_8bit", False)
+        or getattr(model, "quantization_method", None) in {"gptq", "bitsandbytes"}
+    )
+
+
+def model_arch(model: Any, ctx: StageContext) -> ModelArch:
+    if ctx.arch is not None:
+        return ctx.arch
+    return ModelArch.from_hf_config(model.config.to_dict(), name=getattr(model.config, "_name_or_path", "model"))
+
+
+def count_params(model: Any) -> tuple[int, int]:
+    """(trainable, total) as PEFT counts them (4-bit weights counted unpacked)."""
+    trainable, total = model.get_nb_trainable_parameters()
+    return int(trainable), int(total)
+
+
+def attach(plugin: PeftAdapter, model: Any, ctx: StageContext) -> Any:
+    """Wrap ``model`` in a PeftModel for ``plugin``; record declared and actual trainable counts."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    arch = model_arch(model, ctx)
+    quantized = is_kbit(model)
+    if quantized:  # the bnb quantizer's own apply already made its 4-bit layers safe to save on CPU
+        checkpointing = bool(ctx.recipe.train and ctx.recipe.train.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        )
+    try:
+        peft_model = get_peft_model(model, plugin.peft_config(arch))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise PluginError(f"adapter '{plugin.name}' cannot attach to this model: {exc}") from exc
+    if plugin.freeze_a:
+        for name, param in peft_model.named_parameters():
+            if "lora_A" in name:
+                param.requires_grad_(False)
+    trainable, total = count_params(peft_model)
+    declared = plugin.trainable_params(arch)
+    ctx.record("adapter", method=plugin.name, trainable_params=trainable, declared_trainable_params=declared,
+               total_params=total, qlora=quantized, targets=plugin.targets(arch))
+    if trainable != declared:
+        ctx.log(f"note: {plugin.name} trains {trainable:,} parameters; its declaration says {declared:,}")
+    ctx.log(f"{plugin.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.3f}%)"
+            + (" on a quantized base (QLoRA)" if quantized else ""))
+    return peft_model
+
+
+def merged(model: Any, base_path: str | Path | None = None) -> Any:
+    """The adapter folded into the base weights, as a plain transformers model.
+
+    A 16/32-bit base merges in place. A quantized base (QLoRA) would re-quantize the update, so the
+    unquantized base is reloaded from ``base_path`` and the trained adapter merged into it there.
+    """
+    if not is_kbit(model.get_base_model()):
+        return model.merge_and_unload()
+    if base_path is None:
+        raise PluginError("merging a QLoRA adapter needs the unquantized base model's folder")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory(prefix="tunekit-adapter-") as tmp:
+        model.save_pretrained(tmp)
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
+        return PeftModel.from_pretrained(base, tmp).merge_and_unload()

@@ -1,0 +1,71 @@
+"""The sampling sampler: presets from REFERENCE.md, overrides, a valid GenerationConfig, speculative decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from transformers import GenerationConfig
+from tunekit_sampling import PRESETS, SamplingParams, SamplingSampler
+
+from tunekit.cli import cli
+
+
+def config(**params: object) -> dict[str, object]:
+    return SamplingSampler(SamplingParams(**params)).generation_config()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_are_valid_generation_configs(preset: str) -> None:
+    values = config(preset=preset)
+    GenerationConfig(**values).validate(strict=True)
+
+
+def test_preset_values_follow_the_reference() -> None:
+    assert config(preset="chat")["temperature"] == 0.7 and config(preset="chat")["top_p"] == 0.9
+    assert config(preset="creative")["temperature"] == 1.0 and config(preset="creative")["top_p"] == 0.95
+    assert config(preset="brainstorm")["temperature"] == 1.2 and config(preset="brainstorm")["top_p"] == 0.98
+    assert config(preset="deterministic")["do_sample"] is False
+    assert all(1.0 <= float(v.get("repetition_penalty", 1.0)) <= 1.15 for v in PRESETS.values())
+
+
+def test_explicit_fields_override_and_greedy_drops_sampling_knobs() -> None:
+    values = config(preset="chat", temperature=0.3, top_k=40, min_p=0.05, repetition_penalty=1.1, max_new_tokens=9)
+    assert values == {"do_sample": True, "temperature": 0.3, "top_p": 0.9, "top_k": 40, "min_p": 0.05,
+                      "repetition_penalty": 1.1, "max_new_tokens": 9}
+    greedy = config(preset="chat", temperature=0.0)
+    assert greedy["do_sample"] is False and "temperature" not in greedy and "top_p" not in greedy
+    GenerationConfig(**greedy).validate(strict=True)
+    assert config(preset="deterministic", temperature=0.5)["do_sample"] is True
+
+
+def test_generate_from_an_output_folder_with_speculative_decoding(tmp_path: Path) -> None:
+    """A deterministic sampler with an assistant model: assisted greedy decoding gives the main model's text."""
+    import yaml
+
+    from tunekit.fixtures import tiny_llama
+    from tunekit.pipeline import apply_recipe
+
+    main = tmp_path / "main"
+    draft = tmp_path / "draft"
+    tiny_llama(max_positions=64, save_to=main, seed=1)
+    tiny_llama(max_positions=64, layers=1, save_to=draft, seed=2)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "gen", "eval": {"perplexity": False},
+                                      "sampler": {"method": "sampling", "preset": "deterministic",
+                                                  "max_new_tokens": 12, "assistant_model": str(draft)}}))
+    out = tmp_path / "out"
+    apply_recipe(recipe, model=main, output=out, quiet=True)
+    assert GenerationConfig.from_pretrained(out).max_new_tokens == 12
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["generate", str(main), "--prompt", "Anne Elliot", "--no-chat",
+                                "--max-new-tokens", "12"])
+    assisted = runner.invoke(cli, ["generate", str(out), "--prompt", "Anne Elliot", "--no-chat", "--json"])
+    assert plain.exit_code == 0 and assisted.exit_code == 0, plain.output + assisted.output
+    import json
+
+    result = json.loads(assisted.output[assisted.output.index("{"):])
+    assert result["new_tokens"] == 12
+    assert result["generation_config"]["num_assistant_tokens"] == 5
+    assert result["text"].strip() and result["text"] in plain.output  # speculative keeps the main model's output
