@@ -83,6 +83,8 @@ class AtomicOutput:
             return
         if exc_type is not None or self._discarded:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if exc_type is not None:
+                self.remove_checkpoints_if_empty()
             return
         try:
             self.commit()
@@ -106,6 +108,12 @@ class AtomicOutput:
             os.rename(old, self.final)
             raise
         shutil.rmtree(old, ignore_errors=True)
+
+    def remove_checkpoints_if_empty(self) -> None:
+        """A failed run keeps its checkpoints for ``--resume``, but leaves no empty folder behind."""
+        directory = self.checkpoint_dir
+        if directory.is_dir() and not any(directory.glob("checkpoint-*")):
+            shutil.rmtree(directory, ignore_errors=True)
 
     def remove_checkpoints(self) -> None:
         """After a successful run the resume checkpoints have served their purpose."""
