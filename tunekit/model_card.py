@@ -52,6 +52,11 @@ def render_card(ctx: StageContext, recipe: dict[str, Any]) -> str:
             ("sparsity", metrics.get("prune", {}).get("sparsity")),
             ("context length", metrics.get("context", {}).get("max_position_embeddings")),
             ("run time (s)", run.get("seconds")), ("peak memory (MiB)", run.get("peak_memory_mb"))]
+    gguf = metrics.get("export", {}).get("gguf")
+    if isinstance(gguf, dict):  # the gguf exporter's own measurement, in llama.cpp itself
+        llama = gguf.get("llamacpp") or {}
+        rows += [("GGUF type", gguf.get("type")), ("GGUF bits per weight", gguf.get("bpw")),
+                 ("GGUF perplexity in llama.cpp", llama.get("perplexity") if isinstance(llama, dict) else None)]
     lines += [f"| {name} | {value} |" for name, value in rows if value is not None]
     warnings = metrics.get("warnings") or []
     if warnings:
