@@ -9,7 +9,7 @@ load with their ``load_kwargs``; the output is saved and perplexity is measured 
 output, i.e. on what a user gets. ``gptq-direct`` calls GPTQModel itself with identical settings and
 calibration tokens, to show the plugin adds neither error nor time.
 
-Model: SmolLM2-135M-Instruct (see ``smollm2_model.py``). Its hidden size 576 is not a multiple of 128,
+Model: SmolLM2-135M-Instruct (see ``tunekit.fixtures.smollm2_path``). Its hidden size 576 is not a multiple of 128,
 so group size 128 does not divide the q/k/v/gate/up input widths: the table uses group size 64.
 Evaluation: Persuasion (held out), first ``--eval-tokens`` tokens in non-overlapping 256-token windows.
 Calibration: the shipped Emma excerpt (tunekit/data/calibration_austen_emma.txt), never Persuasion.
@@ -207,7 +207,7 @@ def main() -> None:
         write(json.loads((RESULTS / f"quantize-{machine()}.json").read_text()))
         return
     sys.path.insert(0, str(HERE))
-    from smollm2_model import smollm2_path
+    from tunekit.fixtures import smollm2_path
 
     model_path = args.model or smollm2_path()
     eval_path = args.eval_text or eval_text()

