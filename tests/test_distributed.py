@@ -405,9 +405,9 @@ def test_ddp_two_processes_train_like_one_with_the_same_global_batch(multi: dict
     assert single_run.returncode == 0, single_run.stdout[-3000:] + single_run.stderr[-3000:]
     single = _metrics(single_out)["train"]
     assert single["tokens_seen"] == ddp["tokens_seen"]
-    # not bit-equal: each rank draws its own dropout masks and gloo sums gradients in another order
+    # the adapter starts from the recipe's seed on every rank, so only gloo's summation order differs
     for (_, got), (_, want) in zip(ddp["loss_curve"], single["loss_curve"]):
-        assert got == pytest.approx(want, rel=5e-3)
+        assert got == pytest.approx(want, rel=1e-4)
 
     # the adapter reloads in PEFT and carries what training changed
     import torch

@@ -184,3 +184,15 @@ def test_log_json_emits_stage_events(tiny_dir: Path, recipe_file: Path, tmp_path
     assert kinds[0] == "plan" and kinds[-1] == "done"
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["load", "context", "prune", "sampler",
                                                                          "export"]
+
+
+def test_a_recipe_reproduces_its_adapter(tiny_dir: Path, tmp_path: Path) -> None:
+    """The adapter's random initial weights come from the recipe's seed, so one recipe gives one result."""
+    recipe = tmp_path / "lora.yaml"
+    recipe.write_text(yaml.safe_dump({"adapter": {"method": "lora", "r": 4}, "eval": {"perplexity": False}}))
+    outputs = [tmp_path / name for name in ("a", "b")]
+    for out in outputs:
+        apply_recipe(recipe, model=tiny_dir, output=out, quiet=True)
+    weights = [digest(out) for out in outputs]
+    adapter_files = [name for name in weights[0] if name.endswith(".safetensors")]
+    assert adapter_files and all(weights[0][f] == weights[1][f] for f in adapter_files)

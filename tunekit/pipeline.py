@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from tunekit.kinds import Plugin
     from tunekit.plugins import Registry
     from tunekit.recipe import ResolvedRecipe
+    from tunekit.recipe_model import Recipe
 
 STAGES = ("load", "context", "prune", "quantize", "adapter", "train", "evaluate", "sampler", "export")
 """Stage names passed to ``tunekit_run_stage``, in the order they run."""
@@ -178,6 +179,20 @@ def _size_mb(model: Any) -> float:
     total = sum(t.numel() * t.element_size() for t in model.parameters())
     total += sum(t.numel() * t.element_size() for t in model.buffers())
     return round(total / 2**20, 2)
+
+
+def seed_everything(recipe: Recipe) -> None:
+    """Seed python, numpy and torch from ``train.seed`` (42 without a train section) before anything runs.
+
+    Why here and not only in training: the adapter stage draws its initial weights (LoRA A, VeRA's shared
+    matrices) and calibration may sample, all before the Trainer seeds itself, so without this two runs of
+    one recipe start from different adapters and a recorded recipe does not reproduce its result.
+    """
+    from transformers import set_seed
+
+    from tunekit.recipe_model import TrainSection
+
+    set_seed(recipe.train.seed if recipe.train is not None else TrainSection.model_fields["seed"].default)
 
 
 def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
@@ -388,6 +403,7 @@ def apply_recipe(
     })
     with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
         ctx.output_dir = tmp
+        seed_everything(resolved.recipe)
         current: Any = run_stage(registry, "load", None, None, ctx, reporter)
         if resolved.recipe.eval.perplexity and info.is_main:
             ctx.extras["phase"] = "before"
