@@ -424,6 +424,38 @@ def test_ddp_two_processes_train_like_one_with_the_same_global_batch(multi: dict
 
 
 @pytest.mark.slow
+def test_plain_torchrun_runs_apply_and_trains_like_one_process(multi: dict[str, Path]) -> None:
+    """A user's own launcher line, no `tunekit launch`: torchrun starts two `tunekit apply` processes."""
+    import shutil
+    import sys
+
+    root = multi["root"]
+    out = root / "torchrun"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    run = subprocess_run([torchrun, "--nproc-per-node", "2", "-m", "tunekit", "apply", str(multi["recipe"]),
+                          *_apply_args(multi, out), "--quiet"])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert out.is_dir() and _leftovers(root, "torchrun") == []
+    import yaml
+
+    assert yaml.safe_load((out / "tunekit-recipe.yaml").read_text())["distributed"]["world_size"] == 2
+    train = _metrics(out)["train"]
+    assert train["tokens_seen"] == STEPS * 2 * 2 * 64
+    # the recipe seeds the adapter: two processes of batch 2 follow one process of batch 4 step by step
+    single = _tunekit("apply", str(multi["recipe"]), *_apply_args(multi, root / "single-4", "distributed.strategy=none",
+                                                                    "train.batch_size=4"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    for (_, got), (_, want) in zip(train["loss_curve"], _metrics(root / "single-4")["train"]["loss_curve"]):
+        assert got == pytest.approx(want, rel=1e-4)
+
+
+def subprocess_run(argv: list[str]) -> Any:
+    import subprocess
+
+    return subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.slow
 def test_a_rank_that_raises_leaves_no_output_and_fails_the_launch(multi: dict[str, Path], tmp_path: Path) -> None:
     """A plain `accelerate launch` line (printed by --dry-run) with a third-party plugin that fails on rank 1."""
     import shlex

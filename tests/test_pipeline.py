@@ -174,12 +174,23 @@ def test_errors_before_loading(tiny_dir: Path, recipe_file: Path, tmp_path: Path
         apply_recipe(recipe_file, model=tiny_dir, quiet=True)
 
 
-def test_log_json_emits_stage_events(tiny_dir: Path, recipe_file: Path, tmp_path: Path) -> None:
+def test_log_json_emits_stage_events(tiny_dir: Path, recipe_file: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunekit import pipeline
+
+    load = pipeline.HOST_STAGES["load"]
+
+    def noisy_load(plugin: Any, model: Any, ctx: Any) -> Any:
+        print("a backend's import banner")  # GPTQModel prints one when PEFT imports it
+        return load(plugin, model, ctx)
+
+    monkeypatch.setitem(pipeline.HOST_STAGES, "load", noisy_load)
     done = CliRunner().invoke(cli, ["apply", str(recipe_file), "--model", str(tiny_dir), "-o", str(tmp_path / "o"),
                                     "--log-json", "--set", "eval.perplexity=false"])
     assert done.exit_code == 0, done.output
-    # progress bars of transformers share the captured stream: take each JSON object from where it starts
-    events = [json.loads(line[line.index('{"event"'):]) for line in done.output.splitlines() if '{"event"' in line]
+    # stdout carries the JSON lines and nothing else; the banner went to stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert "banner" in done.stderr
     kinds = [e["event"] for e in events]
     assert kinds[0] == "plan" and kinds[-1] == "done"
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["load", "context", "prune", "sampler",

@@ -100,3 +100,33 @@ def test_sweep_of_a_recipe_without_training_is_refused(tmp_path: Path) -> None:
     path.write_text("adapter: {method: lora}\n")
     with pytest.raises(UsageError, match="no train section"):
         run_sweep(str(path), ["adapter.r=8,16"], output=tmp_path / "o", runner=lambda *a, **k: {})
+
+
+def test_sweep_runs_real_fine_tunes_through_the_pipeline(tmp_path: Path) -> None:
+    """No stand-in: each variant is a real `tunekit apply` of a tiny Llama; the table reads its metrics.json."""
+    from tunekit.cli import cli
+    from tunekit.fixtures import tiny_llama
+
+    model = tmp_path / "model"
+    tiny_llama(max_positions=128, save_to=model)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: tiny-sweep\nadapter: {method: lora, r: 2}\n"
+                      "train: {data: calibration_austen_emma.txt, seq_len: 64, batch_size: 2, max_steps: 2,\n"
+                      "        lr: 1.0e-3, eval_split: 0.2, max_samples: 20}\n"
+                      "eval: {perplexity: false}\n")
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(cli, ["sweep", str(recipe), "--grid", "adapter.r=2,8", "--model", str(model),
+                                      "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)  # progress goes to stderr; stdout is only the JSON
+    assert sorted(row["label"] for row in rows) == ["r=2", "r=8"] and all(row["error"] is None for row in rows)
+    by_rank = {row["label"]: row for row in rows}
+    # every number comes from the run's own metrics.json; r=8 trains 4x the parameters of r=2
+    for row in rows:
+        metrics = json.loads((Path(row["output"]) / "metrics.json").read_text())
+        assert row["eval_loss"] == metrics["train"]["eval_loss"] and math.isfinite(row["eval_loss"])
+        assert row["trainable_params"] == metrics["train"]["trainable_params"] and row["time_s"] > 0
+        saved = (Path(row["output"]) / "tunekit-recipe.yaml").read_text()
+        assert f"r: {row['label'].split('=')[1]}" in saved
+    assert by_rank["r=8"]["trainable_params"] == 4 * by_rank["r=2"]["trainable_params"]
+    assert [row["eval_loss"] for row in rows] == sorted(row["eval_loss"] for row in rows)

@@ -34,7 +34,7 @@ Every stage, host and plugin alike, runs through the ``tunekit_run_stage`` hook:
 Stages record numbers with ``ctx.record(stage, ...)``; they land in ``metrics.json``.
 
 Library use: ``tunekit.pipeline.apply_recipe("demo", model=..., output=..., overrides=[...])`` returns a
-:class:`RunResult` (``run_recipe`` is the same function).
+:class:`RunResult`.
 """
 
 from __future__ import annotations
@@ -76,13 +76,6 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
-
-    # ``dict(result)`` is the metrics (what ``tunekit.sweep`` reads from a run)
-    def keys(self) -> Any:
-        return self.metrics.keys()
-
-    def __getitem__(self, key: str) -> Any:
-        return self.metrics[key]
 
 
 # -- planning (torch-free) -----------------------------------------------------------------
@@ -126,7 +119,10 @@ def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: 
             if plugin is not None:
                 stages.append({"stage": stage, **plugin.describe()})
         elif stage == "train" and recipe.train is not None:
-            stages.append({"stage": "train", **recipe.train.model_dump(mode="json", exclude_none=True)})
+            train = recipe.train.model_dump(mode="json", exclude_none=True)
+            if data is not None:  # --data wins over train.data: show what will really be read
+                train["data"] = str(data)
+            stages.append({"stage": "train", **train})
         elif stage == "evaluate" and (recipe.eval.perplexity or recipe.eval.tasks):
             stages.append({"stage": "evaluate", "perplexity": recipe.eval.perplexity, "seq_len": recipe.eval.seq_len,
                            "stride": recipe.eval.stride or recipe.eval.seq_len, "max_tokens": recipe.eval.max_tokens,
@@ -433,8 +429,4 @@ def apply_recipe(
         atomic.remove_checkpoints()
         reporter.done(out_path, ctx.metrics)
     return RunResult(output=out_path if info.is_main else None, metrics=ctx.metrics, plan=plan)
-
-
-run_recipe = apply_recipe
-"""Alias used by ``tunekit.sweep`` (one name for the library entry point, two spellings)."""
 

@@ -105,11 +105,11 @@ def rank(rows: list[SweepRow]) -> list[SweepRow]:
 def default_runner(recipe: str, *, overrides: list[str], output: Path, model: str | None, data: str | None,
                    force: bool = False, quiet: bool = True) -> dict[str, Any]:
     """Run one variant through the pipeline's library entry point and return its metrics."""
-    from tunekit.pipeline import run_recipe
+    from tunekit.pipeline import apply_recipe
 
-    result = run_recipe(recipe, model=model, data=data, output=output, overrides=overrides, force=force,
-                        quiet=quiet)
-    return dict(getattr(result, "metrics", result))
+    result = apply_recipe(recipe, model=model, data=data, output=output, overrides=overrides, force=force,
+                          quiet=quiet)
+    return result.metrics
 
 
 def run_sweep(

@@ -115,6 +115,9 @@ def training_arguments(
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
         remove_unused_columns=False,
+        # every trainable adapter weight takes part in each forward; the Trainer's default for a PeftModel
+        # (True) costs an extra autograd traversal per step and clashes with gradient checkpointing
+        ddp_find_unused_parameters=False,
         **precision_flags(section),
     )
     return TrainingArguments(**{**kwargs, **(extra or {})})

@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from tunekit.render import echo_json
+from tunekit.render import echo_json, stdout_for_data
 
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -39,12 +39,16 @@ def apply(recipe: str, model: str | None, data: str | None, output: Path | None,
     error or Ctrl-C leaves no partial output and an earlier output untouched.
     """
     from tunekit.pipeline import apply_recipe
+    from tunekit.reporting import Reporter
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
-        result = apply_recipe(recipe, model=model, data=data, output=output, overrides=list(overrides), force=force,
-                              dry_run=dry_run, quiet=quiet, log_json=log_json, resume=resume)
+        with stdout_for_data() as stdout:
+            reporter = Reporter(quiet=quiet, log_json=log_json, stream=stdout if log_json else None)
+            result = apply_recipe(recipe, model=model, data=data, output=output, overrides=list(overrides),
+                                  force=force, dry_run=dry_run, quiet=quiet, log_json=log_json, resume=resume,
+                                  reporter=reporter)
     except KeyboardInterrupt:
         click.secho("interrupted: no output written (an earlier output is untouched)", fg="red", err=True)
         sys.exit(130)
@@ -67,13 +71,14 @@ def generate(target: str, prompt: str, model: str | None, overrides: tuple[str, 
     """Print a completion of --prompt from a `tunekit apply` output folder, or from a recipe's model and sampler."""
     from tunekit.generate import generate as run
 
-    done = run(target, prompt, model=model, overrides=list(overrides), max_new_tokens=max_new_tokens, chat=chat,
-               seed=seed)
+    with stdout_for_data() as stdout:  # stdout is the completion alone, whatever a backend prints
+        done = run(target, prompt, model=model, overrides=list(overrides), max_new_tokens=max_new_tokens, chat=chat,
+                   seed=seed)
     if as_json:
         echo_json({"text": done.text, "new_tokens": done.new_tokens, "seconds": done.seconds, "source": done.source,
-                   "generation_config": done.generation})
+                   "generation_config": done.generation}, stdout)
     else:
-        click.echo(done.text)
+        click.echo(done.text, file=stdout)
 
 
 commands = [apply, generate]

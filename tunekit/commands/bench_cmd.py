@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tunekit.bench import BACKENDS, bench, rows
-from tunekit.render import console, echo_json, table
+from tunekit.render import console, echo_json, stdout_for_data, table
 
 
 @click.command("bench")
@@ -27,10 +27,11 @@ def command(outputs: tuple[Path, ...], backend: str | None, prompt_tokens: int, 
     if len(outputs) > 2:
         raise click.UsageError("bench compares at most two outputs")
     text = text_file.read_text(encoding="utf-8") if text_file else None
-    results = bench(list(outputs), backend=backend, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                    text=text, seq_len=seq_len, eval_tokens=eval_tokens, threads=threads)
+    with stdout_for_data() as stdout:
+        results = bench(list(outputs), backend=backend, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                        text=text, seq_len=seq_len, eval_tokens=eval_tokens, threads=threads)
     if as_json:
-        echo_json(results)
+        echo_json(results, stdout)
         return
     columns = ["", *[Path(r["output"]).name for r in results]] + (["ratio"] if len(results) == 2 else [])
     t = table("tunekit bench", columns)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tunekit.render import console, echo_json, table
+from tunekit.render import console, echo_json, stdout_for_data, table
 
 
 def _fmt(value: float | int | None, spec: str) -> str:
@@ -30,10 +30,11 @@ def command(recipe: str, grid: tuple[str, ...], model: str | None, data: str | N
     from tunekit.sweep import run_sweep
 
     log = (lambda _: None) if as_json else (lambda line: click.echo(line, err=True))
-    rows = run_sweep(recipe, list(grid), output=output, model=model, data=data, overrides=list(overrides),
-                     force=force, log=log)
+    with stdout_for_data() as stdout:
+        rows = run_sweep(recipe, list(grid), output=output, model=model, data=data, overrides=list(overrides),
+                         force=force, log=log)
     if as_json:
-        echo_json([row.to_dict() for row in rows])
+        echo_json([row.to_dict() for row in rows], stdout)
         return
     t = table(f"sweep of {recipe} (best first)",
               ["variant", "eval loss", "perplexity", "trainable", "time s", "peak MiB", "output"])
@@ -41,4 +42,4 @@ def command(recipe: str, grid: tuple[str, ...], model: str | None, data: str | N
         t.add_row(row.label, _fmt(row.eval_loss, ".4f"), _fmt(row.perplexity, ".2f"),
                   _fmt(row.trainable_params, ","), _fmt(row.time_s, ".1f"), _fmt(row.peak_memory_mb, ".0f"),
                   f"error: {row.error}" if row.error else row.output)
-    console().print(t)
+    console().print(t)  # after the runs: the table alone on stdout
