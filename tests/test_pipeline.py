@@ -207,3 +207,36 @@ def test_a_recipe_reproduces_its_adapter(tiny_dir: Path, tmp_path: Path) -> None
     weights = [digest(out) for out in outputs]
     adapter_files = [name for name in weights[0] if name.endswith(".safetensors")]
     assert adapter_files and all(weights[0][f] == weights[1][f] for f in adapter_files)
+
+
+def test_qlora_merge_folds_the_adapter_into_the_16bit_base(tiny_dir: Path, tmp_path: Path) -> None:
+    """`output.merge` on an NF4 base: the merged model is a plain fp model built from the unquantized base
+    with the run's context extension re-applied, and it computes what base + adapter compute."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe = tmp_path / "qlora.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "context": {"method": "linear", "factor": 2.0},
+        "quantizer": {"method": "nf4", "compute_dtype": "float32"},
+        "adapter": {"method": "lora", "r": 4, "targets": "all-linear"},
+        "train": {"data": "calibration_austen_emma.txt", "seq_len": 64, "batch_size": 2, "max_steps": 3,
+                  "lr": 1e-2, "eval_split": 0.0, "max_samples": 12},
+        "eval": {"perplexity": False}, "output": {"formats": ["adapter"], "merge": True},
+    }))
+    out = tmp_path / "out"
+    apply_recipe(recipe, model=tiny_dir, output=out, quiet=True)
+    merged_dir = out / "merged"
+    config = json.loads((merged_dir / "config.json").read_text())
+    assert "quantization_config" not in config and config["rope_parameters"]["rope_type"] == "linear"
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
+    assert not torch.equal(merged.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+    extended = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32,
+                                                    rope_parameters=config["rope_parameters"],
+                                                    max_position_embeddings=config["max_position_embeddings"])
+    with_adapter = PeftModel.from_pretrained(extended, out)
+    ids = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 64]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)

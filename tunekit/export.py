@@ -48,7 +48,8 @@ def write_model(model: Any, ctx: StageContext) -> None:
         only_merged = names == {"merged"}
         target = out if only_merged else out / "merged"
         ctx.log(f"saving the merged model to {'the output' if only_merged else 'merged/'}")
-        merged = model.merge_and_unload()
+        adapter = ctx.extras.get("stages", {}).get("adapter")
+        merged = adapter.merge(model, ctx) if adapter is not None else model.merge_and_unload()
         merged.save_pretrained(target)
         if ctx.tokenizer is not None:
             ctx.tokenizer.save_pretrained(target)

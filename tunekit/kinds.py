@@ -144,6 +144,11 @@ class Adapter(Plugin):
         """A custom optimizer (LoRA+, LoRA-FA) or None for the trainer's default."""
         return None
 
+    def merge(self, model: Any, ctx: StageContext) -> Any:
+        """``model`` (wrapped by :meth:`apply`, maybe trained) as a plain model with the adapter folded in,
+        for ``output.merge`` / the ``merged`` format. Override when folding in place would be wrong."""
+        return model.merge_and_unload()
+
 
 class ContextExtender(Plugin):
     """Changes the positional encoding so the model reads longer inputs."""

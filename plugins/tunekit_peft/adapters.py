@@ -107,6 +107,11 @@ class PeftAdapter(Adapter):
 
         return build.attach(self, model, ctx)
 
+    def merge(self, model: Any, ctx: StageContext) -> Any:
+        from tunekit_peft import build
+
+        return build.merge_for_export(model, ctx)
+
 
 class Lora(PeftAdapter):
     """LoRA (Hu et al. 2021): trains B·A beside each frozen linear; rsLoRA and DoRA as switches."""

@@ -6,7 +6,9 @@ first runs ``prepare_model_for_kbit_training`` so the frozen quantized base trai
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +72,31 @@ def attach(plugin: PeftAdapter, model: Any, ctx: StageContext) -> Any:
     return peft_model
 
 
-def merged(model: Any, base_path: str | Path | None = None) -> Any:
+def merge_for_export(model: Any, ctx: StageContext) -> Any:
+    """The merged model a run exports. On a quantized base (QLoRA) PEFT would fold the update into the
+    4-bit weights and re-quantize it, rounding most of the fine-tune away; instead the 16-bit base is
+    reloaded and the run's context-extension and pruning plugins are applied to it again (both are
+    deterministic and ran before quantization), so the adapter is merged into the very weights it was
+    trained on, minus the quantization error."""
+    if not is_kbit(model.get_base_model()):
+        return model.merge_and_unload()
+    if ctx.model_path is None or ctx.extras.get("gguf_file"):
+        raise PluginError("merging a QLoRA adapter needs the unquantized base model's folder (not a GGUF file)")
+
+    def rebuild(base: Any) -> Any:
+        replay = dataclasses.replace(ctx, metrics={}, log=lambda _: None)  # no second set of stage records
+        for slot in ("context", "pruner"):
+            plugin = ctx.extras.get("stages", {}).get(slot)
+            if plugin is not None:
+                ctx.log(f"merge: re-applying {slot} '{plugin.name}' to the 16-bit base")
+                base = plugin.apply(base, replay) or base
+        return base
+
+    ctx.log("merge: folding the adapter into the 16-bit base (not the quantized one)")
+    return merged(model, ctx.model_path, prepare=rebuild)
+
+
+def merged(model: Any, base_path: str | Path | None = None, prepare: Callable[[Any], Any] | None = None) -> Any:
     """The adapter folded into the base weights, as a plain transformers model.
 
     A 16/32-bit base merges in place. A quantized base (QLoRA) would re-quantize the update, so the
@@ -86,4 +112,6 @@ def merged(model: Any, base_path: str | Path | None = None) -> Any:
     with tempfile.TemporaryDirectory(prefix="tunekit-adapter-") as tmp:
         model.save_pretrained(tmp)
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
+        if prepare is not None:
+            base = prepare(base)
         return PeftModel.from_pretrained(base, tmp).merge_and_unload()
