@@ -375,8 +375,19 @@ def _leftovers(root: Path, name: str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if name in p.name and p.name not in {name, f"{name}.launch"})
 
 
+@pytest.fixture(scope="module")
+def single_process_batch_4(multi: dict[str, Path]) -> dict[str, Any]:
+    """The metrics of one process with the global batch of the two-process runs (2 x 2)."""
+    out = multi["root"] / "single"
+    run = _tunekit("apply", str(multi["recipe"]), *_apply_args(multi, out, "distributed.strategy=none",
+                                                               "train.batch_size=4"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return _metrics(out)
+
+
 @pytest.mark.slow
-def test_ddp_two_processes_train_like_one_with_the_same_global_batch(multi: dict[str, Path]) -> None:
+def test_ddp_two_processes_train_like_one_with_the_same_global_batch(
+        multi: dict[str, Path], single_process_batch_4: dict[str, Any]) -> None:
     import math
 
     import yaml
@@ -399,11 +410,7 @@ def test_ddp_two_processes_train_like_one_with_the_same_global_batch(multi: dict
     assert ddp["tokens_seen"] == STEPS * 2 * 2 * 64
 
     # one process with the same global batch (4): the same batches in the same order, the same curve
-    single_out = root / "single"
-    single_run = _tunekit("apply", str(multi["recipe"]),
-                          *_apply_args(multi, single_out, "distributed.strategy=none", "train.batch_size=4"))
-    assert single_run.returncode == 0, single_run.stdout[-3000:] + single_run.stderr[-3000:]
-    single = _metrics(single_out)["train"]
+    single = single_process_batch_4["train"]
     assert single["tokens_seen"] == ddp["tokens_seen"]
     # the adapter starts from the recipe's seed on every rank, so only gloo's summation order differs
     for (_, got), (_, want) in zip(ddp["loss_curve"], single["loss_curve"]):
@@ -424,7 +431,8 @@ def test_ddp_two_processes_train_like_one_with_the_same_global_batch(multi: dict
 
 
 @pytest.mark.slow
-def test_plain_torchrun_runs_apply_and_trains_like_one_process(multi: dict[str, Path]) -> None:
+def test_plain_torchrun_runs_apply_and_trains_like_one_process(
+        multi: dict[str, Path], single_process_batch_4: dict[str, Any]) -> None:
     """A user's own launcher line, no `tunekit launch`: torchrun starts two `tunekit apply` processes."""
     import shutil
     import sys
@@ -442,10 +450,7 @@ def test_plain_torchrun_runs_apply_and_trains_like_one_process(multi: dict[str, 
     train = _metrics(out)["train"]
     assert train["tokens_seen"] == STEPS * 2 * 2 * 64
     # the recipe seeds the adapter: two processes of batch 2 follow one process of batch 4 step by step
-    single = _tunekit("apply", str(multi["recipe"]), *_apply_args(multi, root / "single-4", "distributed.strategy=none",
-                                                                    "train.batch_size=4"))
-    assert single.returncode == 0, single.stderr[-3000:]
-    for (_, got), (_, want) in zip(train["loss_curve"], _metrics(root / "single-4")["train"]["loss_curve"]):
+    for (_, got), (_, want) in zip(train["loss_curve"], single_process_batch_4["train"]["loss_curve"]):
         assert got == pytest.approx(want, rel=1e-4)
 
 
