@@ -37,8 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 CALIBRATION = {"n_samples": 16, "seq_len": 512}
-EVAL_CANDIDATES = (REPO / "tunekit" / "data" / "austen_persuasion.txt", REPO / "tests" / "fixtures" / "persuasion.txt",
-                   REPO.parent / "shared" / "data" / "corpus" / "austen_persuasion.txt")
+EVAL_CANDIDATES = (REPO / "tunekit" / "data" / "eval_austen_persuasion.txt",)  # shipped: first ~100 KB of Persuasion
 
 # name -> (method, params); None method = the unquantized baseline in that dtype
 CONFIGS: dict[str, tuple[str | None, dict[str, Any]]] = {

@@ -240,3 +240,31 @@ def test_qlora_merge_folds_the_adapter_into_the_16bit_base(tiny_dir: Path, tmp_p
     ids = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 64]])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_run(tiny_dir: Path, recipe_file: Path, tmp_path: Path) -> None:
+    """Some libraries guard imports with a bare `except:`; a Ctrl-C landing there must not be lost."""
+    import signal
+
+    from tunekit import interrupts
+
+    module = types.ModuleType("tunekit_test_swallow")
+
+    @hookimpl(wrapper=True)
+    def tunekit_run_stage(stage: str, plugin: Any, model: Any, ctx: Any) -> Any:
+        if stage == "context":
+            try:
+                interrupts.handler(signal.SIGINT, None)  # what the installed handler does on Ctrl-C
+            except BaseException:  # a library swallowing it
+                pass
+        return (yield)
+
+    module.tunekit_run_stage = tunekit_run_stage  # type: ignore[attr-defined]
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            apply_recipe(recipe_file, model=tiny_dir, output=out, quiet=True,
+                         registry=load_registry(extra_modules=[module]))
+    finally:
+        interrupts.clear()
+    assert not out.exists() and leftovers(tmp_path) == []

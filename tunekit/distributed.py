@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from tunekit import interrupts
 from tunekit.errors import MissingDependencyError, RecipeError, UsageError
 
 if TYPE_CHECKING:
@@ -248,6 +249,7 @@ def check_deepspeed(strategy: str) -> None:
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # torchrun's agent sends SIGTERM to the surviving ranks when one fails: turn it into an exception so
     # the pipeline's clean-up (remove the temporary output) runs instead of the process vanishing.
+    interrupts.record(signum)
     raise KeyboardInterrupt(f"terminated by signal {signum} (another rank failed?)")
 
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunekit import interrupts
 from tunekit.context import StageContext
 from tunekit.errors import TunekitError, UsageError
 from tunekit.hookspecs import hookimpl
@@ -310,6 +311,7 @@ def _ensure_host(registry: Registry) -> None:
 def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any, ctx: StageContext,
               reporter: Reporter) -> Any:
     """One stage through the hook, timed; a stage returning None keeps the model it was given."""
+    interrupts.check()  # a Ctrl-C that a library swallowed during the previous stage stops the run here
     start = time.perf_counter()
     reporter.event("stage_start", stage=stage, method=getattr(plugin, "name", None))
     result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tunekit import interrupts
+
 
 class Reporter:
     """Prints a run's plan, messages, progress and summary according to ``quiet`` / ``log_json``."""
@@ -73,7 +75,18 @@ class Reporter:
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """``with reporter.progress("evaluating", n) as advance: advance(1)`` — a rich bar on a terminal,
-        a JSON ``progress`` line every ~10% with ``--log-json``, nothing with ``--quiet``."""
+        a JSON ``progress`` line every ~10% with ``--log-json``, nothing with ``--quiet``. Every step
+        also re-raises a Ctrl-C that a library swallowed (``tunekit.interrupts``), so long loops stop."""
+        with self._progress(description, total) as advance:
+
+            def step(n: int) -> None:
+                interrupts.check()
+                advance(n)
+
+            yield step
+
+    @contextmanager
+    def _progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         if self.quiet:
             yield lambda _n: None
             return

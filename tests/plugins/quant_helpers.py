@@ -92,7 +92,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 REPO = Path(__file__).resolve().parents[2]
-PERSUASION = REPO / "tests" / "fixtures" / "persuasion.txt"
+PERSUASION = REPO / "tunekit" / "data" / "eval_austen_persuasion.txt"  # the shipped held-out text
 
 
 def smollm2_path() -> Path:

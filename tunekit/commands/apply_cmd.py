@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
+from tunekit import interrupts
 from tunekit.render import echo_json, stdout_for_data
-
-
-def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
 @click.command("apply")
@@ -41,8 +35,7 @@ def apply(recipe: str, model: str | None, data: str | None, output: Path | None,
     from tunekit.pipeline import apply_recipe
     from tunekit.reporting import Reporter
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    interrupts.install()
     try:
         with stdout_for_data() as stdout:
             reporter = Reporter(quiet=quiet, log_json=log_json, stream=stdout if log_json else None)
@@ -52,6 +45,8 @@ def apply(recipe: str, model: str | None, data: str | None, output: Path | None,
     except KeyboardInterrupt:
         click.secho("interrupted: no output written (an earlier output is untouched)", fg="red", err=True)
         sys.exit(130)
+    finally:
+        interrupts.clear()
     if dry_run and not log_json and not quiet:
         click.echo("dry run: stopped before loading any weights", err=True)
     del result
