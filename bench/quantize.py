@@ -91,7 +91,13 @@ def quantize_direct(model_path: Path, out: Path, params: dict[str, Any]) -> None
     """GPTQModel called directly: same QuantizeConfig and calibration tokens as the plugin builds."""
     from transformers import AutoTokenizer
     from tunekit_gptq import GPTQQuantizer
-    from tunekit_gptq.backend import build_quantize_config, configure_environment, resolve_backend, run_gptqmodel
+    from tunekit_gptq.backend import (
+        build_quantize_config,
+        configure_environment,
+        resolve_backend,
+        resolve_dtype,
+        run_gptqmodel,
+    )
 
     from tunekit.quantization import CalibrationParams, calibration_windows
 
@@ -101,7 +107,7 @@ def quantize_direct(model_path: Path, out: Path, params: dict[str, Any]) -> None
     windows = calibration_windows(tokenizer, CalibrationParams.model_validate(params["calibration"]))
     calibration = [{"input_ids": w, "attention_mask": [1] * len(w)} for w in windows]
     run_gptqmodel(model_path, out, build_quantize_config(plugin, "cpu"), calibration,
-                  backend=resolve_backend("auto", "gptq", "cpu"), device="cpu")
+                  backend=resolve_backend("auto", "gptq", "cpu"), device="cpu", dtype=resolve_dtype("auto", "cpu"))
 
 
 def run_one(name: str, model_path: Path, eval_path: Path, eval_tokens: int, window: int) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class _CommonParams(PluginParams):
     keep_16bit: tuple[str, ...] = keep_patterns_field()
     kernel: Literal["auto", "torch", "marlin", "exllama_v2", "triton", "awq_gemm", "awq_marlin"] = Field(
         "auto", description="GPTQModel kernel used while quantizing (auto: torch on CPU, fastest on CUDA)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Precision GPTQModel quantizes in (auto: float32 on CPU, where GPTQModel would pick "
+                            "bfloat16 and CPUs without AVX512-BF16/AMX run it ~30x slower; GPTQModel's own on CUDA)")
 
     _check_group = field_validator("group_size")(validate_group_size)
 
@@ -78,6 +81,9 @@ class AWQParams(_CommonParams):
     bits: Literal[2, 3, 4, 8] = Field(4, description="Bits per quantized weight (GPU kernels and vLLM read 4-bit "
                                                      "AWQ only; other widths run on GPTQModel's torch kernel)")
     zero_point: bool = Field(True, description="Asymmetric quantization with a per-group zero (AWQ's default)")
+    dtype: Literal["auto", "bfloat16", "float16"] = Field(  # type: ignore[assignment]
+        "auto", description="Precision GPTQModel quantizes in (auto: GPTQModel's choice, bfloat16 on CPU; its AWQ "
+                            "torch kernel packs only 16-bit weights, which CPUs without AVX512-BF16/AMX run slowly)")
 
 
 class _GPTQModelQuantizer(Quantizer):

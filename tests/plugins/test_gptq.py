@@ -183,3 +183,16 @@ def test_gptq_beats_rtn_on_the_real_model() -> None:
     plugin = gptq(bits=4, group_size=64, calibration={"n_samples": 8, "seq_len": 256})
     gptq_ppl = perplexity(plugin.apply(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), ctx), ids)
     assert gptq_ppl < rtn_ppl, (gptq_ppl, rtn_ppl)
+
+
+@needs_gptqmodel
+def test_gptq_works_in_float32_on_cpu_and_awq_in_16_bit() -> None:
+    """GPTQModel's own CPU default (bfloat16) is 30-50x slower than float32 on CPUs without AVX512-BF16;
+    AWQ's torch kernel packs only 16-bit weights, so it keeps GPTQModel's choice."""
+    from tunekit_gptq.backend import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu", "gptq") is torch.float32
+    assert resolve_dtype("auto", "cpu", "awq") == "auto" and resolve_dtype("auto", "cuda:0", "gptq") == "auto"
+    assert resolve_dtype("bfloat16", "cpu", "gptq") is torch.bfloat16
+    with pytest.raises(ValueError, match="dtype"):
+        awq(dtype="float32")
