@@ -80,3 +80,10 @@ def test_bench_measures_a_tiny_model_folder(tmp_path: Path) -> None:
     assert measured["backend"] == "transformers" and measured["new_tokens"] == 4
     assert 1 < measured["perplexity"] < 1000 and measured["ttft_s"] > 0 and measured["gen_tokens_per_s"] > 0
     assert measured["peak_rss_bytes"] > 100e6 and measured["file_bytes"] > 1e6
+
+
+def test_without_text_the_shipped_held_out_text_is_used() -> None:
+    from tunekit.bench import _fallback_text
+    from tunekit.texts import shipped_eval_path
+
+    assert _fallback_text() == shipped_eval_path().read_text(encoding="utf-8") and "Persuasion" in _fallback_text()

@@ -99,13 +99,12 @@ def bench_one(path: Path, *, backend: str | None = None, prompt_tokens: int = 12
 
 def _fallback_text() -> str:
     """Held-out English text shipped with tunekit, used when ``--text`` is not given."""
-    from tunekit.resources import shipped_data_dir
+    from tunekit.texts import shipped_eval_path
 
-    for name in ("persuasion.txt", "heldout.txt", "eval.txt"):
-        candidate = shipped_data_dir() / name
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8")
-    raise UsageError("no held-out text shipped: pass --text FILE")
+    path = shipped_eval_path()
+    if not path.is_file():
+        raise UsageError("no held-out text shipped: pass --text FILE")
+    return path.read_text(encoding="utf-8")
 
 
 def bench(paths: list[Path], **options: Any) -> list[dict[str, Any]]:
