@@ -8,15 +8,18 @@ also exactly what a user of the output does.
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunekit.errors import MissingDependencyError, UsageError
+from tunekit.errors import MissingDependencyError, PluginError, UsageError
 from tunekit.quantization import calibration_windows, check_model_group_size
 
 if TYPE_CHECKING:
@@ -101,11 +104,37 @@ def run_gptqmodel(source: Path, out: Path, qconfig: Any, calibration: list[dict[
     qmodel.save(str(out))
 
 
+def run_in_child(spec: dict[str, Any], work: Path, log: Any = None) -> float:
+    """Run GPTQModel in ``python -m tunekit_gptq.worker`` (see its docstring for why); its output streams
+    through to our stderr. Returns the seconds GPTQModel took; raises PluginError when the child fails."""
+    spec_path, result = work / "spec.json", work / "result.json"
+    spec_path.write_text(json.dumps({**spec, "result": str(result)}), encoding="utf-8")
+    tail: collections.deque[str] = collections.deque(maxlen=30)
+    proc = subprocess.Popen([sys.executable, "-m", "tunekit_gptq.worker", str(spec_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            sys.stderr.write(line)
+        code = proc.wait()
+    except BaseException:  # Ctrl-C reaches the child too; never leave it running
+        proc.kill()
+        proc.wait()
+        raise
+    if code != 0 or not result.is_file():
+        cause = next((x for x in reversed(tail) if x.strip() and not x.startswith(" ")), "no output")
+        raise PluginError(f"{spec['method']}: GPTQModel stopped with exit code {code}: {cause}")
+    return float(json.loads(result.read_text(encoding="utf-8"))["seconds"])
+
+
 def quantize_through_gptqmodel(model: Any, ctx: StageContext, plugin: _GPTQModelQuantizer) -> tuple[Any, Path, dict]:
     """Quantize ``model`` with ``plugin``'s settings; returns (reloaded model, GPTQModel folder, stats).
 
     The folder lives until ``plugin`` is garbage-collected (or the process exits): ``save`` copies from it.
     """
+    import torch
+
     params, method = plugin.params, plugin.method
     device = ctx.device or "cpu"
     check_kernel(params.kernel, device, method)
@@ -123,12 +152,13 @@ def quantize_through_gptqmodel(model: Any, ctx: StageContext, plugin: _GPTQModel
     try:
         model.save_pretrained(source)
         tokenizer.save_pretrained(source)
-        start = time.perf_counter()
-        run_gptqmodel(source, out, build_quantize_config(plugin, device), calibration,
-                      backend=resolve_backend(params.kernel, method, device), device=device,
-                      dtype=resolve_dtype(params.dtype, device, method))
-        seconds = time.perf_counter() - start
-    except Exception:
+        dtype = resolve_dtype(params.dtype, device, method)
+        seconds = run_in_child({
+            "method": method, "params": params.model_dump(mode="json"), "device": device,
+            "dtype": "auto" if dtype == "auto" else str(dtype).replace("torch.", ""),
+            "threads": torch.get_num_threads(), "source": str(source), "out": str(out), "calibration": calibration,
+        }, work)
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     shutil.rmtree(source, ignore_errors=True)

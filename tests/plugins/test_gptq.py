@@ -196,3 +196,21 @@ def test_gptq_works_in_float32_on_cpu_and_awq_in_16_bit() -> None:
     assert resolve_dtype("bfloat16", "cpu", "gptq") is torch.bfloat16
     with pytest.raises(ValueError, match="dtype"):
         awq(dtype="float32")
+
+
+@needs_gptqmodel
+def test_a_gptqmodel_crash_is_a_clear_error_not_a_dead_process(tmp_path: Path) -> None:
+    """GPTQModel ends its process with os._exit(1) when a worker thread raises; the child absorbs that."""
+    from tunekit_gptq.backend import run_in_child
+
+    from tunekit.errors import PluginError
+    from tunekit.fixtures import tiny_llama as tiny_llama_folder
+
+    source = tmp_path / "source"
+    tiny_llama_folder(hidden=128, intermediate=256, save_to=source)
+    spec = {"method": "awq", "params": awq(group_size=128).params.model_dump(mode="json"), "device": "cpu",
+            "dtype": "float32",  # AWQ's torch kernel packs only fp16/bf16: GPTQModel's worker raises
+            "threads": torch.get_num_threads(), "source": str(source), "out": str(tmp_path / "out"),
+            "calibration": [{"input_ids": list(range(3, 67)), "attention_mask": [1] * 64}]}
+    with pytest.raises(PluginError, match=r"exit code 1: .*only supports"):
+        run_in_child(spec, tmp_path)
