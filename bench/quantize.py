@@ -88,7 +88,9 @@ def weight_bytes(folder: Path) -> int:
 
 
 def quantize_direct(model_path: Path, out: Path, params: dict[str, Any]) -> None:
-    """GPTQModel called directly: same QuantizeConfig and calibration tokens as the plugin builds."""
+    """GPTQModel called directly: same QuantizeConfig, dtype (the fp32 model's) and calibration tokens as the
+    plugin builds."""
+    import torch
     from transformers import AutoTokenizer
     from tunekit_gptq import GPTQQuantizer
     from tunekit_gptq.backend import (
@@ -107,7 +109,8 @@ def quantize_direct(model_path: Path, out: Path, params: dict[str, Any]) -> None
     windows = calibration_windows(tokenizer, CalibrationParams.model_validate(params["calibration"]))
     calibration = [{"input_ids": w, "attention_mask": [1] * len(w)} for w in windows]
     run_gptqmodel(model_path, out, build_quantize_config(plugin, "cpu"), calibration,
-                  backend=resolve_backend("auto", "gptq", "cpu"), device="cpu", dtype=resolve_dtype("auto", "cpu"))
+                  backend=resolve_backend("auto", "gptq", "cpu"), device="cpu",
+                  dtype=resolve_dtype("auto", "cpu", "gptq", torch.float32))
 
 
 def run_one(name: str, model_path: Path, eval_path: Path, eval_tokens: int, window: int) -> dict[str, Any]:

@@ -55,16 +55,20 @@ def resolve_backend(kernel: str, method: str, device: str) -> Any:
     return BACKEND(kernel)
 
 
-def resolve_dtype(name: str, device: str, method: str = "gptq") -> Any:
-    """The dtype GPTQModel loads the model in. GPTQModel's ``auto`` is bfloat16 on every CPU; on this
-    project's AVX2 CI machine a bf16 (or fp16) matmul measured 30-50x slower than fp32, which made GPTQ
-    on SmolLM2-135M take 17 minutes. GPTQ therefore runs in float32 on CPU (fast everywhere, more exact);
-    AWQ cannot: GPTQModel's AWQ torch kernel packs only fp16/bf16 weights."""
+def resolve_dtype(name: str, device: str, method: str = "gptq", model_dtype: Any = None) -> Any:
+    """The dtype GPTQModel loads the model in. GPTQModel's ``auto`` is bfloat16 on every CPU, even for a
+    float32 model; on this project's AVX2 CI machine a bf16 or fp16 matmul measured 30-50x slower than
+    fp32, and GPTQ of SmolLM2-135M took 17 minutes instead of 5. So on CPU, GPTQ keeps the dtype of the
+    model it is given (what the recipe's ``model.dtype`` loaded: float32 is fast on every CPU, and a bf16
+    model is not silently upcast, which would double the size of its unquantized embeddings). AWQ cannot
+    follow: GPTQModel's AWQ torch kernel packs only fp16/bf16 weights. On CUDA, GPTQModel decides."""
     import torch
 
-    if name == "auto":
-        return torch.float32 if method == "gptq" and not device.startswith("cuda") else "auto"
-    return getattr(torch, name)
+    if name != "auto":
+        return getattr(torch, name)
+    if method == "gptq" and not device.startswith("cuda"):
+        return model_dtype if model_dtype is not None else torch.float32
+    return "auto"
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -152,7 +156,7 @@ def quantize_through_gptqmodel(model: Any, ctx: StageContext, plugin: _GPTQModel
     try:
         model.save_pretrained(source)
         tokenizer.save_pretrained(source)
-        dtype = resolve_dtype(params.dtype, device, method)
+        dtype = resolve_dtype(params.dtype, device, method, getattr(model, "dtype", None))
         seconds = run_in_child({
             "method": method, "params": params.model_dump(mode="json"), "device": device,
             "dtype": "auto" if dtype == "auto" else str(dtype).replace("torch.", ""),

@@ -42,8 +42,8 @@ class _CommonParams(PluginParams):
     kernel: Literal["auto", "torch", "marlin", "exllama_v2", "triton", "awq_gemm", "awq_marlin"] = Field(
         "auto", description="GPTQModel kernel used while quantizing (auto: torch on CPU, fastest on CUDA)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Precision GPTQModel quantizes in (auto: float32 on CPU, where GPTQModel would pick "
-                            "bfloat16 and CPUs without AVX512-BF16/AMX run it ~30x slower; GPTQModel's own on CUDA)")
+        "auto", description="Precision GPTQModel quantizes in (auto: on CPU the loaded model's dtype, where "
+                            "GPTQModel would pick bfloat16, ~30x slower without AVX512-BF16/AMX; on CUDA GPTQModel's)")
 
     _check_group = field_validator("group_size")(validate_group_size)
 

@@ -186,12 +186,13 @@ def test_gptq_beats_rtn_on_the_real_model() -> None:
 
 
 @needs_gptqmodel
-def test_gptq_works_in_float32_on_cpu_and_awq_in_16_bit() -> None:
-    """GPTQModel's own CPU default (bfloat16) is 30-50x slower than float32 on CPUs without AVX512-BF16;
-    AWQ's torch kernel packs only 16-bit weights, so it keeps GPTQModel's choice."""
+def test_gptq_keeps_the_model_dtype_on_cpu_and_awq_works_in_16_bit() -> None:
+    """GPTQModel's own CPU default (bfloat16) is 30-50x slower than float32 on CPUs without AVX512-BF16:
+    GPTQ keeps the loaded model's dtype; AWQ's torch kernel packs only 16-bit weights, so it keeps GPTQModel's."""
     from tunekit_gptq.backend import resolve_dtype
 
-    assert resolve_dtype("auto", "cpu", "gptq") is torch.float32
+    assert resolve_dtype("auto", "cpu", "gptq", torch.float32) is torch.float32
+    assert resolve_dtype("auto", "cpu", "gptq", torch.bfloat16) is torch.bfloat16  # never upcast a bf16 model
     assert resolve_dtype("auto", "cpu", "awq") == "auto" and resolve_dtype("auto", "cuda:0", "gptq") == "auto"
     assert resolve_dtype("bfloat16", "cpu", "gptq") is torch.bfloat16
     with pytest.raises(ValueError, match="dtype"):
