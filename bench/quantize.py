@@ -1,7 +1,10 @@
 """Quantizer benchmark: perplexity, file size, quantization time and peak memory of every built-in method.
 
-    python bench/quantize.py                   # all configurations, results in bench/results/
+    python bench/quantize.py                   # all configurations*, results in bench/results/
     python bench/quantize.py --only rtn-4bit-g64 gptq-4bit-g64
+
+* AWQ and the bf16 baseline run in 16-bit, 30-50x slower than fp32 on a CPU without AVX512-BF16/AMX (hours
+for SmolLM2): they are skipped there unless named with ``--only``.
 
 Each configuration runs in its own subprocess (peak RSS belongs to it alone) through the same plugin
 classes ``tunekit apply`` uses: post-training methods are applied to the loaded fp32 model, bnb ones
@@ -54,6 +57,17 @@ CONFIGS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "awq-3bit-g64": ("awq", {"bits": 3, "group_size": 64, "calibration": CALIBRATION}),
     "bf16": (None, {"dtype": "bfloat16"}),
 }
+
+
+SLOW_ON_PLAIN_CPUS = ("awq-4bit-g64", "awq-3bit-g64", "bf16")
+"""16-bit work (AWQ packs only fp16/bf16; the bf16 baseline): hours on a CPU without AVX512-BF16/AMX."""
+
+
+def default_configs() -> list[str]:
+    """Every configuration, less the 16-bit ones on a CPU that runs them 30-50x slower than fp32."""
+    from tunekit_gptq.backend import cpu_has_fast_bf16
+
+    return [name for name in CONFIGS if cpu_has_fast_bf16() or name not in SLOW_ON_PLAIN_CPUS]
 
 
 def machine() -> str:
@@ -231,7 +245,7 @@ def main() -> None:
                                         "model": str(model_path), "eval_text": eval_path.name,
                                         "eval_tokens": args.eval_tokens, "window": args.window,
                                         "calibration": CALIBRATION}, "rows": []}
-    for name in args.only or list(CONFIGS):
+    for name in args.only or default_configs():
         command = [sys.executable, __file__, "--worker", name, "--model", str(model_path), "--eval-text",
                    str(eval_path), "--eval-tokens", str(args.eval_tokens), "--window", str(args.window)]
         proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
