@@ -108,7 +108,7 @@ def run_gptqmodel(source: Path, out: Path, qconfig: Any, calibration: list[dict[
     qmodel.save(str(out))
 
 
-def run_in_child(spec: dict[str, Any], work: Path, log: Any = None) -> float:
+def run_in_child(spec: dict[str, Any], work: Path) -> float:
     """Run GPTQModel in ``python -m tunekit_gptq.worker`` (see its docstring for why); its output streams
     through to our stderr. Returns the seconds GPTQModel took; raises PluginError when the child fails."""
     spec_path, result = work / "spec.json", work / "result.json"
