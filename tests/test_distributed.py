@@ -431,19 +431,26 @@ def test_ddp_two_processes_train_like_one_with_the_same_global_batch(
 
 
 @pytest.mark.slow
-def test_plain_torchrun_runs_apply_and_trains_like_one_process(
-        multi: dict[str, Path], single_process_batch_4: dict[str, Any]) -> None:
-    """A user's own launcher line, no `tunekit launch`: torchrun starts two `tunekit apply` processes."""
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_a_users_own_launcher_runs_apply_and_trains_like_one_process(
+        multi: dict[str, Path], single_process_batch_4: dict[str, Any], launcher: str) -> None:
+    """No `tunekit launch` at run time: plain torchrun, or the `accelerate launch` line --dry-run printed,
+    starts two `tunekit apply` processes."""
     import shutil
     import sys
 
     root = multi["root"]
-    out = root / "torchrun"
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    run = subprocess_run([torchrun, "--nproc-per-node", "2", "-m", "tunekit", "apply", str(multi["recipe"]),
-                          *_apply_args(multi, out), "--quiet"])
+    out = root / launcher
+    if launcher == "torchrun":
+        torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+        argv = [torchrun, "--nproc-per-node", "2", "-m", "tunekit", "apply", str(multi["recipe"]),
+                *_apply_args(multi, out), "--quiet"]
+        env = _env()
+    else:
+        argv, env = _printed_launch_line(multi, out, _env())
+    run = subprocess_run(argv, env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert out.is_dir() and _leftovers(root, "torchrun") == []
+    assert out.is_dir() and _leftovers(root, launcher) == []
     import yaml
 
     assert yaml.safe_load((out / "tunekit-recipe.yaml").read_text())["distributed"]["world_size"] == 2
@@ -454,17 +461,30 @@ def test_plain_torchrun_runs_apply_and_trains_like_one_process(
         assert got == pytest.approx(want, rel=1e-4)
 
 
-def subprocess_run(argv: list[str]) -> Any:
+def _printed_launch_line(multi: dict[str, Path], out: Path, env: dict[str, str],
+                         *sets: str) -> tuple[list[str], dict[str, str]]:
+    """The `accelerate launch ...` line `tunekit launch --cpu --dry-run` prints, as argv and environment."""
+    import shlex
+
+    printed = _tunekit("launch", str(multi["recipe"]), "--cpu", "--dry-run", "--", *_apply_args(multi, out, *sets),
+                       env=env)
+    assert printed.returncode == 0, printed.stderr
+    assignments, argv = [], shlex.split(printed.stdout.strip().splitlines()[-1])
+    while "=" in argv[0] and not argv[0].startswith("/"):
+        assignments.append(argv.pop(0))
+    assert assignments == ["ACCELERATE_USE_CPU=true"] and argv[1] == "launch"
+    return argv, {**env, **dict(a.split("=", 1) for a in assignments)}
+
+
+def subprocess_run(argv: list[str], env: dict[str, str]) -> Any:
     import subprocess
 
-    return subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=240)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
 
 
 @pytest.mark.slow
 def test_a_rank_that_raises_leaves_no_output_and_fails_the_launch(multi: dict[str, Path], tmp_path: Path) -> None:
     """A plain `accelerate launch` line (printed by --dry-run) with a third-party plugin that fails on rank 1."""
-    import shlex
-    import subprocess
 
     site = tmp_path / "site"
     (site / "boom_plugin-0.1.dist-info").mkdir(parents=True)
@@ -480,16 +500,8 @@ def test_a_rank_that_raises_leaves_no_output_and_fails_the_launch(multi: dict[st
 
     root = multi["root"]
     out = root / "boom"
-    printed = _tunekit("launch", str(multi["recipe"]), "--cpu", "--dry-run", "--",
-                       *_apply_args(multi, out, "adapter.method=boom-lora"), env=env)
-    assert printed.returncode == 0, printed.stderr
-    line = printed.stdout.strip().splitlines()[-1]
-    assignments, argv = [], shlex.split(line)
-    while "=" in argv[0] and not argv[0].startswith("/"):
-        assignments.append(argv.pop(0))
-    assert assignments == ["ACCELERATE_USE_CPU=true"] and argv[1] == "launch"
-    run = subprocess.run(argv, env={**env, **dict(a.split("=", 1) for a in assignments)}, capture_output=True,
-                         text=True, timeout=240)
+    argv, launch_env = _printed_launch_line(multi, out, env, "adapter.method=boom-lora")
+    run = subprocess_run(argv, launch_env)
     assert run.returncode != 0
     assert "boom: rank 1 fails on purpose" in run.stdout + run.stderr
     assert not out.exists() and _leftovers(root, "boom") == []
