@@ -124,7 +124,8 @@ def time_recommend(runs: int = 5) -> dict[str, Any]:
         start = time.perf_counter()
         subprocess.run([exe, *args], check=True, capture_output=True)
         times.append(time.perf_counter() - start)
-    baseline, help_times = [], []
+    baseline, help_times, help_uncached = [], [], []
+    uncached_env = {**os.environ, "TUNEKIT_COMMAND_CACHE": "off"}  # as on a first run: plugins imported to list
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
@@ -132,6 +133,9 @@ def time_recommend(runs: int = 5) -> dict[str, Any]:
         start = time.perf_counter()
         subprocess.run([exe, "--help"], check=True, capture_output=True)  # the CLI's own floor
         help_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run([exe, "--help"], check=True, capture_output=True, env=uncached_env)
+        help_uncached.append(time.perf_counter() - start)
     probe = ("import sys\nfrom tunekit.cli import main\nsys.argv = ['tunekit', " + ", ".join(map(repr, args)) + "]\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n")
@@ -139,6 +143,7 @@ def time_recommend(runs: int = 5) -> dict[str, Any]:
     heavy = json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"'))
     return {"runs": runs, "min_s": round(min(times), 3), "median_s": round(statistics.median(times), 3),
             "python_startup_min_s": round(min(baseline), 3), "tunekit_help_min_s": round(min(help_times), 3),
+            "tunekit_help_uncached_min_s": round(min(help_uncached), 3),
             "imports_torch": bool(heavy), "heavy_modules": heavy,
             "load_average": os.getloadavg()[0], "budget_s": 0.3}
 
@@ -175,7 +180,8 @@ def main() -> None:
               for kind, s in summary.items()]
     lines += ["", f"tunekit recommend cold start: min {timing['min_s']} s, median {timing['median_s']} s "
                   f"(python -c pass: {timing['python_startup_min_s']} s, "
-                  f"tunekit --help: {timing['tunekit_help_min_s']} s; "
+                  f"tunekit --help: {timing['tunekit_help_min_s']} s with the cached plugin-command listing, "
+                  f"{timing['tunekit_help_uncached_min_s']} s without; "
                   f"load average {timing['load_average']:.1f}); "
                   f"imports torch: {timing['imports_torch']}"]
     text = "\n".join(lines) + "\n"

@@ -8,7 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
+# The plugin-command listing cache (tunekit.command_cache) would carry one test's fake plugins into the
+# next test's --help; tests that exercise it point it at their own file.
+os.environ["TUNEKIT_COMMAND_CACHE"] = "off"
 
 
 @pytest.fixture(autouse=True)

@@ -33,8 +33,9 @@ class TunekitGroup(click.Group):
     """Maps tunekit's own errors to one clear line and an exit code (2 usage/validation, 1 failure).
 
     Plugin-added commands load lazily: only when a name is not a built-in command, or when the
-    command list is shown (``--help``, completion). Running a built-in command never imports every
-    plugin just to build the command table.
+    command list is needed (completion, or ``--help`` when :mod:`tunekit.command_cache` has no
+    listing for the installed plugins). Running a built-in command never imports every plugin just
+    to build the command table, and ``--help`` imports none once the listing is cached.
     """
 
     _plugin_commands_loaded = False
@@ -57,6 +58,15 @@ class TunekitGroup(click.Group):
                 owner = getattr(getattr(replacement, "callback", None), "__module__", None) or "?"
                 registry._fail(owner, f"tunekit_commands(): command '{name}' clashes with a built-in; skipped")
         self._builtin_names = frozenset(builtin)
+        if registry.from_entry_points_only:
+            self._remember_plugin_commands()
+
+    def _remember_plugin_commands(self) -> None:
+        """Cache what the installed plugins added, for the next ``--help``."""
+        from tunekit import command_cache
+
+        added = {n: command_cache.describe(c) for n, c in self.commands.items() if n not in self._builtin_names}
+        command_cache.save(command_cache.fingerprint(), added)
 
     def unload_plugin_commands(self) -> None:
         """Forget plugin commands (tests reset the registry between cases)."""
@@ -76,12 +86,41 @@ class TunekitGroup(click.Group):
         self.load_plugin_commands()
         return super().list_commands(ctx)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's command table, from the cached plugin listing when it matches what is installed."""
+        cached = None if self._plugin_commands_loaded else _cached_plugin_commands()
+        if cached is None:
+            super().format_commands(ctx, formatter)
+            return
+        described = {n: c for n, c in self.commands.items() if not c.hidden}
+        for name, info in cached.items():
+            if name not in described and not info.get("hidden"):
+                described[name] = click.Command(
+                    name, help=info.get("help"), short_help=info.get("short_help"),
+                    deprecated=info.get("deprecated") or False,
+                )
+        if described:
+            limit = formatter.width - 6 - max(len(name) for name in described)
+            rows = [(name, described[name].get_short_help_str(limit)) for name in sorted(described)]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except TunekitError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
+
+
+def _cached_plugin_commands() -> dict[str, Any] | None:
+    """The cached plugin commands, unless a registry is already loaded in this process (then it wins)."""
+    loaded = sys.modules.get("tunekit.plugins")
+    if loaded is not None and getattr(loaded, "_cached", None) is not None:
+        return None
+    from tunekit import command_cache
+
+    return command_cache.load(command_cache.fingerprint())
 
 
 @click.group(cls=TunekitGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -28,7 +28,9 @@ KINDS = ("quantizer", "adapter", "context", "pruner", "sampler")
 class PluginParams(BaseModel):
     """Base of every plugin's ``Params``: unknown keys are errors, so typos never pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the schema is built on first validation, so listing plugins (recommend, --help) does not
+    # pay for the schemas of plugins it never validates.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)

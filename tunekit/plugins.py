@@ -58,6 +58,8 @@ class Registry:
     owners: dict[tuple[str, str], PluginSource] = field(default_factory=dict)
     sources: dict[str, PluginSource] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+    #: True when built from the installed entry points alone: only then may its commands be cached.
+    from_entry_points_only: bool = False
 
     def get(self, kind: str, name: str) -> type[Plugin]:
         """The class registered for ``name`` in ``kind``, or a clear error listing what exists."""
@@ -126,7 +128,7 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
     """Build a fresh registry from the installed entry points (and optional in-process modules)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    registry = Registry(pm=pm)
+    registry = Registry(pm=pm, from_entry_points_only=entry_points and not extra_modules)
     blocked = disabled_names()
     for ep in _iter_entry_points() if entry_points else []:
         dist = ep.dist

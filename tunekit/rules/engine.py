@@ -195,10 +195,17 @@ def _quantizer_options(registry: Registry, arch: ModelArch, settings: dict[str, 
     return out
 
 
+#: Missing packages per plugin class, asked once per ``recommend`` call (it asks ~100 times per run, and
+#: each ``find_spec`` of an absent package walks all of ``sys.path``).
+_missing: dict[type[Plugin], list[str]] = {}
+
+
 def _require(cand: gen.Candidate, cls: type[Plugin], facts: Facts) -> None:
     """Record what the hardware lacks (drops the candidate) and which packages are missing (a reason)."""
     cand.needs += gen.requirement_problems(cls, facts.hardware.to_dict())
-    cand.missing_packages += cls.requires.missing_packages()
+    if cls not in _missing:
+        _missing[cls] = cls.requires.missing_packages()
+    cand.missing_packages += _missing[cls]
 
 
 def _with_quant(cand: gen.Candidate, inst: Any, params: dict[str, Any], cost: float) -> gen.Candidate:
@@ -487,6 +494,7 @@ def _auto_fit(facts: Facts, cand: gen.Candidate) -> str | None:
 
 def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int = 5) -> Result:
     """Rank recipes for ``facts``; pure: the same inputs give the same output."""
+    _missing.clear()
     fdict = facts.to_dict()
     fired, trace = _fire(rules, fdict)
     levers = _levers(fired, facts.goal)
