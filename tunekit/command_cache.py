@@ -116,7 +116,7 @@ def load(key: str) -> dict[str, CommandInfo] | None:
 def save(key: str, commands: dict[str, CommandInfo]) -> None:
     """Write the listing atomically; a read-only or full disk only costs the next ``--help`` its speed."""
     path = cache_file()
-    if path is None:
+    if path is None or load(key) == commands:  # running a plugin command loads plugins too: no rewrite
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
