@@ -42,7 +42,10 @@ def cache_file() -> Path | None:
         return None
     if setting:
         return Path(setting)
-    base = Path(os.environ.get("TUNEKIT_CACHE") or Path.home() / ".cache" / "tunekit")
+    try:
+        base = Path(os.environ.get("TUNEKIT_CACHE") or Path.home() / ".cache" / "tunekit")
+    except RuntimeError:  # no home directory to be found: run without the cache
+        return None
     prefix = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
     return base / f"plugin-commands-{prefix}.json"
 
