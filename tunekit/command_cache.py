@@ -11,7 +11,7 @@ and changed without a version bump is the one case it misses: ``TUNEKIT_COMMAND_
 cache off, or any other value names the file to use.
 
 The cache only describes commands for the listing; running a plugin command always loads the plugin.
-Stdlib only, and nothing heavier than ``importlib.metadata`` is imported here.
+Nothing heavier than ``importlib.metadata`` is imported here (no pydantic, no plugin).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tunekit.fixtures import cache_dir
+from tunekit.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP
+
 ENV = "TUNEKIT_COMMAND_CACHE"
-DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
 _FORMAT = 1
 
 #: What is kept of each command: enough for click to write its line in ``--help``.
@@ -43,7 +45,7 @@ def cache_file() -> Path | None:
     if setting:
         return Path(setting)
     try:
-        base = Path(os.environ.get("TUNEKIT_CACHE") or Path.home() / ".cache" / "tunekit")
+        base = cache_dir()
     except RuntimeError:  # no home directory to be found: run without the cache
         return None
     prefix = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
@@ -92,7 +94,7 @@ def fingerprint() -> str:
 
     digest = hashlib.sha256()
     digest.update(f"{_FORMAT}|{sys.prefix}|{__version__}|{os.environ.get(DISABLE_ENV, '')}\n".encode())
-    for ep in sorted(metadata.entry_points(group="tunekit"), key=lambda e: (e.name, e.value)):
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):
         dist = ep.dist
         dist_part = f"{dist.name}=={dist.version}" if dist is not None else "?"
         digest.update(f"{ep.name}|{ep.value}|{dist_part}|{_source_stamp(ep.module)}\n".encode())
@@ -133,10 +135,6 @@ def save(key: str, commands: dict[str, CommandInfo]) -> None:
 
 def describe(command: Any) -> CommandInfo:
     """The parts of a click command its ``--help`` line is made from."""
-    deprecated = command.deprecated if isinstance(command.deprecated, (bool, str)) else bool(command.deprecated)
-    return {
-        "help": command.help,
-        "short_help": command.short_help,
-        "hidden": bool(command.hidden),
-        "deprecated": deprecated,
-    }
+    deprecated = command.deprecated if isinstance(command.deprecated, str) else bool(command.deprecated)
+    return {"help": command.help, "short_help": command.short_help, "hidden": bool(command.hidden),
+            "deprecated": deprecated}

@@ -249,8 +249,7 @@ def check_deepspeed(strategy: str) -> None:
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # torchrun's agent sends SIGTERM to the surviving ranks when one fails: turn it into an exception so
     # the pipeline's clean-up (remove the temporary output) runs instead of the process vanishing.
-    interrupts.record(signum)
-    raise KeyboardInterrupt(f"terminated by signal {signum} (another rank failed?)")
+    interrupts.interrupt(signum, "another rank failed?")
 
 
 def prepare_process(recipe: Recipe, *, cuda_available: bool | None = None) -> ProcessInfo:

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from tunekit.kinds import Adapter, ContextExtender, Exporter, Plugin, Pruner, Quantizer, Sampler
 
 PROJECT = "tunekit"
+ENTRY_POINT_GROUP = "tunekit"
+"""Entry-point group every plugin (built-in or third-party) registers under."""
+DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
+"""Comma list of entry-point names not to load."""
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

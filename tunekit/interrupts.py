@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import NoReturn
 
 _received: int | None = None
 
@@ -21,10 +22,15 @@ def record(signum: int) -> None:
     _received = signum
 
 
-def handler(signum: int, frame: FrameType | None) -> None:
-    """Record the signal, then interrupt whatever is running."""
+def interrupt(signum: int, reason: str = "") -> NoReturn:
+    """Record the signal, then interrupt whatever is running (``reason`` ends the message)."""
     record(signum)
-    raise KeyboardInterrupt(f"interrupted by signal {signum}")
+    raise KeyboardInterrupt(f"interrupted by signal {signum}" + (f" ({reason})" if reason else ""))
+
+
+def handler(signum: int, frame: FrameType | None) -> None:
+    """A signal handler: :func:`interrupt`."""
+    interrupt(signum)
 
 
 def install() -> None:

@@ -20,11 +20,9 @@ from pydantic import BaseModel
 
 from tunekit import hookspecs
 from tunekit.errors import PluginError, UnknownPluginError
-from tunekit.hookspecs import KIND_HOOKS
+from tunekit.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP, KIND_HOOKS
 from tunekit.kinds import BASES, Plugin
 
-ENTRY_POINT_GROUP = "tunekit"
-DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
 STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
