@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunekit.estimate import (
+from tunekit.advise.estimate import (
     CUDA_CONTEXT_GB,
     FRAGMENTATION,
     GB,
@@ -33,7 +33,7 @@ from tunekit.estimate import (
     estimate,
     quant_spec,
 )
-from tunekit.model_facts import generic_arch, resolve_model
+from tunekit.advise.model_facts import generic_arch, resolve_model
 
 GIB = 2**30
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -136,7 +136,8 @@ def time_recommend(runs: int = 5) -> dict[str, Any]:
         start = time.perf_counter()
         subprocess.run([exe, "--help"], check=True, capture_output=True, env=uncached_env)
         help_uncached.append(time.perf_counter() - start)
-    probe = ("import sys\nfrom tunekit.cli import main\nsys.argv = ['tunekit', " + ", ".join(map(repr, args)) + "]\n"
+    probe = ("import sys\nfrom tunekit.cli.main import main\n"
+             "sys.argv = ['tunekit', " + ", ".join(map(repr, args)) + "]\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -6,7 +6,7 @@ Writes bench/results/gguf-cpu.json and prints the Markdown table used in docs/se
 
 Protocol: the held-out text is the start of Persuasion (kept apart from calibration/training text),
 tokenized once with the Hugging Face tokenizer; the same token ids are scored by transformers (fp32)
-and by llama.cpp for every file, in consecutive windows of ``seq-len`` tokens (tunekit.bench.windows).
+and by llama.cpp for every file, in consecutive windows of ``seq-len`` tokens (tunekit.serve.bench.windows).
 F16 and Q8_0 are written by tunekit's writer; the other types by llama.cpp's ``llama_model_quantize``
 from the F16 file. Speed: greedy decoding of ``--new-tokens`` after a ``--prompt-tokens`` prompt.
 """
@@ -29,8 +29,8 @@ TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k"]
 
 
 def speed(llm: Any, ids: list[int], prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
-    from tunekit.bench import prompt_ids
-    from tunekit.llamacpp import generate
+    from tunekit.serve.bench import prompt_ids
+    from tunekit.serve.llamacpp import generate
 
     gen = generate(llm, prompt_ids(ids, prompt_tokens), new_tokens)
     return {k: gen[k] for k in ("ttft_s", "prompt_tokens_per_s", "gen_tokens_per_s", "new_tokens")}
@@ -54,12 +54,12 @@ def main() -> None:
     from tunekit_gguf.kquant import quantize
     from tunekit_gguf.writer import write_gguf
 
-    from tunekit.bench_backends import transformers_perplexity
-    from tunekit.llamacpp import load, perplexity
+    from tunekit.serve.bench_backends import transformers_perplexity
+    from tunekit.serve.llamacpp import load, perplexity
 
     torch.set_num_threads(args.threads)
-    from tunekit.fixtures import smollm2_path
-    from tunekit.texts import shipped_eval_path
+    from tunekit.core.fixtures import smollm2_path
+    from tunekit.core.texts import shipped_eval_path
 
     model_dir = args.model or smollm2_path()
     text = shipped_eval_path()  # the first ~100 KB of Persuasion, shipped with tunekit

@@ -12,7 +12,7 @@ load with their ``load_kwargs``; the output is saved and perplexity is measured 
 output, i.e. on what a user gets. ``gptq-direct`` calls GPTQModel itself with identical settings and
 calibration tokens, to show the plugin adds neither error nor time.
 
-Model: SmolLM2-135M-Instruct (see ``tunekit.fixtures.smollm2_path``). Its hidden size 576 is not a multiple of 128,
+Model: SmolLM2-135M-Instruct (see ``tunekit.core.fixtures.smollm2_path``). Its hidden size 576 is not a multiple of 128,
 so group size 128 does not divide the q/k/v/gate/up input widths: the table uses group size 64.
 Evaluation: Persuasion (held out), first ``--eval-tokens`` tokens in non-overlapping 256-token windows.
 Calibration: the shipped Emma excerpt (tunekit/data/calibration_austen_emma.txt), never Persuasion.
@@ -115,7 +115,7 @@ def quantize_direct(model_path: Path, out: Path, params: dict[str, Any]) -> None
         run_gptqmodel,
     )
 
-    from tunekit.quantization import CalibrationParams, calibration_windows
+    from tunekit.core.quantization import CalibrationParams, calibration_windows
 
     configure_environment()
     plugin = GPTQQuantizer(GPTQQuantizer.Params.model_validate(params))
@@ -131,10 +131,10 @@ def run_one(name: str, model_path: Path, eval_path: Path, eval_tokens: int, wind
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunekit.context import StageContext
-    from tunekit.kinds import Quantizer
-    from tunekit.plugins import get_registry
-    from tunekit.recipe_model import Recipe
+    from tunekit.core.context import StageContext
+    from tunekit.core.kinds import Quantizer
+    from tunekit.core.recipe_model import Recipe
+    from tunekit.core.registry import get_registry
 
     torch.set_num_threads(int(os.environ.get("TUNEKIT_BENCH_THREADS", "2")))
     method, params = CONFIGS[name]
@@ -229,7 +229,7 @@ def main() -> None:
         write(json.loads((RESULTS / f"quantize-{machine()}.json").read_text()))
         return
     sys.path.insert(0, str(HERE))
-    from tunekit.fixtures import smollm2_path
+    from tunekit.core.fixtures import smollm2_path
 
     model_path = args.model or smollm2_path()
     eval_path = args.eval_text or eval_text()

@@ -21,7 +21,7 @@ import click
 from pydantic import Field
 
 from tunekit import hookimpl
-from tunekit.kinds import PluginParams, Pruner
+from tunekit.core.kinds import PluginParams, Pruner
 
 
 class FakeMagnitude(Pruner):
@@ -59,7 +59,7 @@ sys.exit("plugin gave up at import")
 
 RAISES_IN_HOOK = '''
 from tunekit import hookimpl
-from tunekit.kinds import Adapter
+from tunekit.core.kinds import Adapter
 
 
 class FakeAdapter(Adapter):
@@ -92,7 +92,7 @@ def tunekit_samplers():
 
 DUPLICATE = '''
 from tunekit import hookimpl
-from tunekit.kinds import Pruner
+from tunekit.core.kinds import Pruner
 
 
 class AnotherMagnitude(Pruner):
@@ -109,7 +109,7 @@ PARAMS_NOT_FORBIDDING = '''
 from pydantic import BaseModel
 
 from tunekit import hookimpl
-from tunekit.kinds import Quantizer
+from tunekit.core.kinds import Quantizer
 
 
 class LooseQuantizer(Quantizer):
@@ -128,7 +128,7 @@ PARAMS_BAD_DEFAULT = '''
 from pydantic import ConfigDict, Field
 
 from tunekit import hookimpl
-from tunekit.kinds import ContextExtender, PluginParams
+from tunekit.core.kinds import ContextExtender, PluginParams
 
 
 class BadDefault(ContextExtender):
@@ -153,7 +153,7 @@ def tunekit_context_extenders():
 
 BAD_NAME = '''
 from tunekit import hookimpl
-from tunekit.kinds import Pruner
+from tunekit.core.kinds import Pruner
 
 
 class Shouting(Pruner):
@@ -167,7 +167,7 @@ def tunekit_pruners():
 
 MISSPELLED = '''
 from tunekit import hookimpl
-from tunekit.kinds import Sampler
+from tunekit.core.kinds import Sampler
 
 
 class FakeGreedy(Sampler):

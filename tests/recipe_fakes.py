@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tunekit import hookimpl
-from tunekit.kinds import Adapter, ContextExtender, PluginParams, Pruner, Quantizer, Sampler
-from tunekit.plugins import Registry, load_registry
+from tunekit.core.kinds import Adapter, ContextExtender, PluginParams, Pruner, Quantizer, Sampler
+from tunekit.core.registry import Registry, load_registry
 
 
 class FakeQuantizer(Quantizer):

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import Field
 
 from tunekit import hookimpl
-from tunekit.arch import ModelArch
-from tunekit.kinds import Adapter, ContextExtender, Effects, PluginParams, Pruner, Quantizer, Requirements, Sampler
+from tunekit.core.arch import ModelArch
+from tunekit.core.kinds import Adapter, ContextExtender, Effects, PluginParams, Pruner, Quantizer, Requirements, Sampler
 
 
 class Nf4(Quantizer):

@@ -56,7 +56,7 @@ def test_wheel_layout(wheel: Path) -> None:
     assert any(n.startswith("tunekit/_recipes/rules/") for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[tunekit]" in text and "tunekit = tunekit.cli:main" in text
+    assert "[tunekit]" in text and "tunekit = tunekit.cli.main:main" in text
 
 
 def test_installed_commands_work_without_a_checkout(tunekit_bin: Path, tmp_path: Path) -> None:

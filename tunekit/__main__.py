@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tunekit.cli import main
+from tunekit.cli.main import main
 
 if __name__ == "__main__":
     main()

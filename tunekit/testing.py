@@ -36,9 +36,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tunekit.context import StageContext
-from tunekit.errors import MissingDependencyError, RecipeError, TunekitError
-from tunekit.kinds import (
+from tunekit.core.context import StageContext
+from tunekit.core.errors import MissingDependencyError, RecipeError, TunekitError
+from tunekit.core.kinds import (
     BASES,
     ContextExtender,
     Effects,
@@ -96,7 +96,7 @@ def build_tokenizer() -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from tunekit.resources import shipped_data_dir
+    from tunekit.core.resources import shipped_data_dir
 
     texts = []
     for line in (shipped_data_dir() / "austen_instruct.jsonl").read_text(encoding="utf-8").splitlines():
@@ -130,8 +130,8 @@ def save_tiny_model(path: Path, seed: int = 0, **overrides: Any) -> Path:
 
 def make_context(model_path: Path | None = None, model: Any = None, **extra: Any) -> StageContext:
     """A StageContext like ``tunekit apply`` builds: empty recipe, the tiny tokenizer, the model's arch."""
-    from tunekit.arch import ModelArch
-    from tunekit.recipe_model import Recipe
+    from tunekit.core.arch import ModelArch
+    from tunekit.core.recipe_model import Recipe
 
     if "arch" in extra:
         arch = extra.pop("arch")
@@ -174,8 +174,8 @@ def saved_bits_per_weight(folder: Path, counts: dict[str, int]) -> float:
 
 def registry_with(plugin_class: type[Plugin]) -> Any:
     """An in-process registry holding only ``plugin_class``, registered through its kind's hook."""
-    from tunekit.hookspecs import hookimpl
-    from tunekit.plugins import KIND_HOOKS, load_registry
+    from tunekit.core.hookspecs import hookimpl
+    from tunekit.core.registry import KIND_HOOKS, load_registry
 
     module = types.ModuleType(f"tunekit_contract_{plugin_class.name.replace('-', '_').replace('.', '_')}")
     hook_name = KIND_HOOKS[plugin_class.kind]
@@ -244,7 +244,7 @@ class PluginContract:
     # -- naming and params -----------------------------------------------------------------
     def test_kind_and_name(self) -> None:
         cls = self.plugin_class
-        assert issubclass(cls, BASES[self.kind]), f"{cls.__name__} must subclass tunekit.kinds.{BASES[self.kind]}"
+        assert issubclass(cls, BASES[self.kind]), f"{cls.__name__} must subclass tunekit.core.kinds.{BASES[self.kind]}"
         assert isinstance(cls.name, str) and _NAME_RE.match(cls.name), f"invalid plugin name {cls.name!r}"
         assert cls.summary.strip(), "summary is shown by `tunekit plugins`: say what the plugin does"
 
@@ -252,7 +252,7 @@ class PluginContract:
         from pydantic import ValidationError
 
         params_cls = self.plugin_class.Params
-        assert issubclass(params_cls, PluginParams), "Params must subclass tunekit.kinds.PluginParams"
+        assert issubclass(params_cls, PluginParams), "Params must subclass tunekit.core.kinds.PluginParams"
         assert params_cls.model_config.get("extra") == "forbid", "Params must forbid unknown keys"
         undocumented = [n for n, f in params_cls.model_fields.items() if not (f.description or "").strip()]
         assert not undocumented, f"Params fields without a description: {undocumented}"
@@ -286,7 +286,7 @@ class PluginContract:
     def test_loads_through_a_recipe(self, tmp_path: Path) -> None:
         import yaml
 
-        from tunekit.recipe import load_recipe
+        from tunekit.core.recipe import load_recipe
 
         cls = self.plugin_class
         registry = registry_with(cls)
@@ -356,7 +356,7 @@ class QuantizerContract(PluginContract):
     def test_apply_matches_declared_bits(self, tiny_model_dir: Path, tmp_path: Path) -> None:
         import torch
 
-        from tunekit.quantization import is_kept
+        from tunekit.core.quantization import is_kept
 
         plugin = self.make_plugin()
         assert isinstance(plugin, Quantizer)
@@ -390,7 +390,7 @@ class AdapterContract(PluginContract):
     def test_trainable_params_match(self, tiny_model: Any, tmp_path: Path) -> None:
         import torch
 
-        from tunekit.kinds import Adapter
+        from tunekit.core.kinds import Adapter
 
         plugin = self.make_plugin()
         assert isinstance(plugin, Adapter)

@@ -7,8 +7,7 @@ torch-free; bitsandbytes and transformers are imported only inside methods.
 
 from __future__ import annotations
 
-from tunekit import hookimpl
-from tunekit.kinds import Quantizer
+from tunekit import Quantizer, hookimpl
 from tunekit_bnb.plugin import FP4Quantizer, Int8Quantizer, NF4Quantizer
 
 __all__ = ["FP4Quantizer", "Int8Quantizer", "NF4Quantizer"]

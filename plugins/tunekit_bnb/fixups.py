@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.errors import PluginError
+from tunekit import PluginError
 
 
 def prepare_loaded(model: Any) -> dict[str, Any]:

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from tunekit.errors import UsageError
-from tunekit.kinds import Effects, PluginParams, Quantizer, Requirements
-from tunekit.quantization import keep_patterns_field
+from tunekit import Effects, PluginParams, Quantizer, Requirements, UsageError
+from tunekit.core.quantization import keep_patterns_field
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 NF4_BLOCK = 64
 """Weights per fp32 absmax constant (QLoRA §3)."""

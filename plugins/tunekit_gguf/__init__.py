@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from tunekit import hookimpl
-from tunekit.kinds import Effects, Exporter, PluginParams, Requirements
+from tunekit import Effects, Exporter, PluginParams, Requirements, hookimpl
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 GGUFTypeName = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q6_k", "q5_k_m", "q5_k_s", "q4_k_m", "q4_k_s",
                        "iq4_xs", "q3_k_l", "q3_k_m", "q3_k_s", "q2_k"]

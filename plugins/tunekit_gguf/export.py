@@ -13,7 +13,7 @@ from tunekit_gguf.types import LLAMACPP_PREFERRED, gguf_type
 from tunekit_gguf.writer import write_gguf
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
     from tunekit_gguf import GGUFParams
 
 
@@ -33,8 +33,8 @@ def _generation(model: Any) -> dict[str, Any]:
 
 def _eval_ids(tokenizer: Any, ctx: StageContext) -> tuple[list[int], int, int | None] | None:
     """The run's held-out token ids, window and stride, tokenized by the HF tokenizer exactly as
-    :func:`tunekit.evaluate.perplexity` does, or None when the run does not measure perplexity."""
-    from tunekit.texts import eval_text
+    :func:`tunekit.run.evaluate.perplexity` does, or None when the run does not measure perplexity."""
+    from tunekit.core.texts import eval_text
 
     evaluation = getattr(getattr(ctx, "recipe", None), "eval", None)
     if evaluation is None or not evaluation.perplexity:
@@ -47,7 +47,7 @@ def _eval_ids(tokenizer: Any, ctx: StageContext) -> tuple[list[int], int, int | 
 
 def verify(path: Path, tokenizer: Any, ctx: StageContext) -> dict[str, Any]:
     """Load the GGUF in llama.cpp, generate a few tokens, and measure perplexity when text is known."""
-    from tunekit.llamacpp import generate, load, perplexity
+    from tunekit.serve.llamacpp import generate, load, perplexity
 
     eval_data = _eval_ids(tokenizer, ctx)
     seq_len = eval_data[1] if eval_data else 256

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tunekit.errors import MissingDependencyError, TunekitError
+from tunekit import MissingDependencyError, TunekitError
 from tunekit_gguf.types import gguf_type
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from tunekit.errors import TunekitError
+from tunekit import TunekitError
 from tunekit_gguf.types import gguf_type
 from tunekit_gguf.vocab import add_vocab
 

@@ -6,8 +6,7 @@ torch-free; ``tunekit_gptq.backend`` (GPTQModel, torch) is imported only when a 
 
 from __future__ import annotations
 
-from tunekit import hookimpl
-from tunekit.kinds import Quantizer
+from tunekit import Quantizer, hookimpl
 from tunekit_gptq.plugin import AWQQuantizer, GPTQQuantizer
 
 __all__ = ["AWQQuantizer", "GPTQQuantizer"]

@@ -19,11 +19,11 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunekit.errors import MissingDependencyError, PluginError, UsageError
-from tunekit.quantization import calibration_windows, check_model_group_size
+from tunekit import MissingDependencyError, PluginError, UsageError, calibration_windows
+from tunekit.core.quantization import check_model_group_size
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
     from tunekit_gptq.plugin import _GPTQModelQuantizer
 
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunekit.kinds import Effects, PluginParams, Quantizer, Requirements
-from tunekit.quantization import CalibrationParams, group_overhead_bits, keep_patterns_field, validate_group_size
+from tunekit import CalibrationParams, Effects, PluginParams, Quantizer, Requirements
+from tunekit.core.quantization import group_overhead_bits, keep_patterns_field, validate_group_size
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 CUDA_KERNELS = ("marlin", "exllama_v2", "triton", "awq_gemm", "awq_marlin")
 """GPTQModel kernels that only run on an NVIDIA GPU; on CPU ``kernel: auto`` picks the torch kernels."""

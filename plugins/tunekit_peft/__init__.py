@@ -6,8 +6,7 @@ Registered through the ``tunekit`` entry point group like a third party's plugin
 
 from __future__ import annotations
 
-from tunekit import hookimpl
-from tunekit.kinds import Adapter
+from tunekit import Adapter, hookimpl
 from tunekit_peft.adapters import ADAPTERS
 
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from tunekit.arch import ALL_LINEAR, ModelArch
-from tunekit.kinds import Adapter, Effects, PluginParams, Requirements
+from tunekit import Adapter, Effects, ModelArch, PluginParams, Requirements
+from tunekit.core.arch import ALL_LINEAR
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 TARGET_GROUPS = ("attention", "mlp", "all-linear")
 

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunekit.arch import ModelArch
-from tunekit.errors import PluginError
+from tunekit import ModelArch, PluginError
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
     from tunekit_peft.adapters import PeftAdapter
 
 

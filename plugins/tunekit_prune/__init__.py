@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from tunekit import hookimpl
-from tunekit.kinds import Effects, PluginParams, Pruner
+from tunekit import Effects, PluginParams, Pruner, hookimpl
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 _NM = re.compile(r"^(\d+):(\d+)$")
 

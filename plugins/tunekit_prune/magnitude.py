@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from tunekit.arch import ALL_LINEAR, ATTENTION_MODULES, MLP_MODULES
-from tunekit.errors import UsageError
+from tunekit import UsageError
+from tunekit.core.arch import ALL_LINEAR, ATTENTION_MODULES, MLP_MODULES
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
     from tunekit_prune import MagnitudePruner
 
 HEALING_WARNING = ("magnitude pruning removed {pct:.0f}% of the targeted weights{nm}: quality drops until a "

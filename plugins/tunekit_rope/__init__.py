@@ -13,13 +13,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from tunekit import hookimpl
-from tunekit.errors import UsageError
-from tunekit.kinds import ContextExtender, Effects, PluginParams
+from tunekit import ContextExtender, Effects, PluginParams, UsageError, hookimpl
 
 if TYPE_CHECKING:
-    from tunekit.arch import ModelArch
-    from tunekit.context import StageContext
+    from tunekit import ModelArch, StageContext
 
 DEFAULT_FACTOR = 2.0
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunekit.errors import UsageError
+from tunekit import UsageError
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
     from tunekit_rope import RopeExtender
 
 
@@ -18,7 +18,7 @@ def rotary_modules(model: Any) -> list[tuple[str, Any]]:
 
 
 def extend(plugin: RopeExtender, model: Any, ctx: StageContext) -> Any:
-    from tunekit.arch import ModelArch
+    from tunekit import ModelArch
 
     rotaries = rotary_modules(model)
     config = getattr(rotaries[0][1], "config", None) if rotaries else None

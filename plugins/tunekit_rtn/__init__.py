@@ -6,8 +6,7 @@ torch-free; the rounding itself lives in ``tunekit_rtn.rounding`` and is importe
 
 from __future__ import annotations
 
-from tunekit import hookimpl
-from tunekit.kinds import Quantizer
+from tunekit import Quantizer, hookimpl
 from tunekit_rtn.plugin import RTNQuantizer
 
 __all__ = ["RTNQuantizer"]

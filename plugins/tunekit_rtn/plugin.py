@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunekit.kinds import Effects, PluginParams, Quantizer, Requirements
-from tunekit.quantization import group_overhead_bits, keep_patterns_field, validate_group_size
+from tunekit import Effects, PluginParams, Quantizer, Requirements
+from tunekit.core.quantization import group_overhead_bits, keep_patterns_field, validate_group_size
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 
 class RTNParams(PluginParams):

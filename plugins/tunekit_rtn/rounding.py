@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tunekit.quantization import check_model_group_size, quantizable_linears
+from tunekit.core.quantization import check_model_group_size, quantizable_linears
 
 if TYPE_CHECKING:
     from tunekit_rtn.plugin import RTNParams
@@ -51,7 +51,7 @@ def quantize_model(model: Any, params: RTNParams) -> dict[str, Any]:
         check_model_group_size(model, params.group_size, params.keep_16bit, "rtn")
     linears = quantizable_linears(model, params.keep_16bit)
     if not linears:
-        from tunekit.errors import UsageError
+        from tunekit import UsageError
 
         raise UsageError("rtn: no linear layer left to quantize (keep_16bit matches all of them)")
     weights = 0

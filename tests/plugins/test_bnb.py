@@ -19,9 +19,9 @@ from quant_helpers import (
 )
 from tunekit_bnb import FP4Quantizer, Int8Quantizer, NF4Quantizer
 
-from tunekit.arch import ModelArch
-from tunekit.errors import MissingDependencyError, PluginError, UsageError
-from tunekit.plugins import get_registry
+from tunekit.core.arch import ModelArch
+from tunekit.core.errors import MissingDependencyError, PluginError, UsageError
+from tunekit.core.registry import get_registry
 
 torch.set_num_threads(2)
 
@@ -102,7 +102,7 @@ def test_quantize_on_load_save_reload(tmp_path: Path, plugin: NF4Quantizer | Int
 
 @pytest.mark.parametrize("method", ["nf4", "fp4", "int8"])
 def test_shipped_recipes_validate(method: str) -> None:
-    from tunekit.recipe import load_recipe
+    from tunekit.core.recipe import load_recipe
 
     plugin = load_recipe(f"quantize-{method}").stages["quantizer"]
     assert plugin.name == method and plugin.on_load

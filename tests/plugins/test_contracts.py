@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tunekit import testing
-from tunekit.plugins import KIND_HOOKS, get_registry
+from tunekit.core.registry import KIND_HOOKS, get_registry
 
 CONTRACTS: dict[str, type[testing.PluginContract]] = {
     "quantizer": testing.QuantizerContract,

@@ -13,9 +13,9 @@ import tunekit_gguf
 from tunekit_gguf.modelfile import modelfile_text, parse_modelfile
 from tunekit_gguf.types import GGUF_TYPES, gguf_type
 
-from tunekit.errors import RecipeError
-from tunekit.exporters import parse_format, resolve_exporters
-from tunekit.plugins import load_registry
+from tunekit.core.errors import RecipeError
+from tunekit.core.registry import load_registry
+from tunekit.run.exporters import parse_format, resolve_exporters
 
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(
@@ -184,7 +184,7 @@ def test_rows_not_a_multiple_of_the_block_fall_back_to_f16(tokenizer: Any, tmp_p
 def test_unsupported_architecture_is_refused(tokenizer: Any, tmp_path: Path) -> None:
     from tunekit_gguf.writer import write_gguf
 
-    from tunekit.errors import TunekitError
+    from tunekit.core.errors import TunekitError
 
     model = tiny_model("llama")
     model.config.architectures = ["GPT2LMHeadModel"]
@@ -197,7 +197,7 @@ def test_unsupported_architecture_is_refused(tokenizer: Any, tmp_path: Path) -> 
 def test_exporter_writes_gguf_and_modelfile(tokenizer: Any, tmp_path: Path) -> None:
     from transformers import GenerationConfig
 
-    from tunekit.context import StageContext
+    from tunekit.core.context import StageContext
 
     model = tiny_model("llama")
     model.generation_config = GenerationConfig(do_sample=True, temperature=0.6, top_p=0.95, top_k=20)
@@ -235,8 +235,8 @@ def test_kquant_through_llama_cpp_with_per_tensor_fallback(tokenizer: Any, tmp_p
 def test_llama_cpp_loads_generates_and_agrees_with_transformers(tokenizer: Any, tmp_path: Path) -> None:
     from tunekit_gguf.writer import write_gguf
 
-    from tunekit.bench_backends import transformers_perplexity
-    from tunekit.llamacpp import generate, load, perplexity
+    from tunekit.serve.bench_backends import transformers_perplexity
+    from tunekit.serve.llamacpp import generate, load, perplexity
 
     model = tiny_model("llama", hidden=256, intermediate=512)
     write_gguf(model, tokenizer, tmp_path / "m.gguf", "f16")

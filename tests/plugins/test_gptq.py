@@ -21,8 +21,8 @@ from quant_helpers import (
 )
 from tunekit_gptq import AWQQuantizer, GPTQQuantizer
 
-from tunekit.errors import MissingDependencyError, UsageError
-from tunekit.plugins import get_registry
+from tunekit.core.errors import MissingDependencyError, UsageError
+from tunekit.core.registry import get_registry
 
 torch.set_num_threads(2)
 
@@ -138,7 +138,7 @@ def test_awq_quantize_save_reload(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_shipped_recipes_validate(method: str) -> None:
-    from tunekit.recipe import load_recipe
+    from tunekit.core.recipe import load_recipe
 
     plugin = load_recipe(f"quantize-{method}").stages["quantizer"]
     assert plugin.name == method and plugin.params.group_size == 64 and plugin.requires.calibration
@@ -147,7 +147,7 @@ def test_shipped_recipes_validate(method: str) -> None:
 def test_calibration_windows_from_file_data_or_shipped_text(tmp_path: Path) -> None:
     from train_helpers import tokenizer
 
-    from tunekit.quantization import CalibrationParams, calibration_windows, shipped_calibration_text
+    from tunekit.core.quantization import CalibrationParams, calibration_windows, shipped_calibration_text
 
     assert "persuasion" not in shipped_calibration_text().name  # evaluation text never calibrates
     windows = calibration_windows(tokenizer(), CalibrationParams(n_samples=5, seq_len=32))
@@ -204,8 +204,8 @@ def test_a_gptqmodel_crash_is_a_clear_error_not_a_dead_process(tmp_path: Path) -
     """GPTQModel ends its process with os._exit(1) when a worker thread raises; the child absorbs that."""
     from tunekit_gptq.backend import run_in_child
 
-    from tunekit.errors import PluginError
-    from tunekit.fixtures import tiny_llama as tiny_llama_folder
+    from tunekit.core.errors import PluginError
+    from tunekit.core.fixtures import tiny_llama as tiny_llama_folder
 
     source = tmp_path / "source"
     tiny_llama_folder(hidden=128, intermediate=256, save_to=source)

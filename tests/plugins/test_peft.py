@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from train_helpers import INSTRUCT, tiny_model, tokenizer, write_text_jsonl
 from tunekit_peft.adapters import Dora, Lora, LoraFA, LoraPlus, PeftAdapter, Vera
 
-from tunekit.arch import ModelArch
-from tunekit.context import StageContext
-from tunekit.plugins import get_registry
-from tunekit.recipe_model import Recipe
-from tunekit.training import train
+from tunekit.core.arch import ModelArch
+from tunekit.core.context import StageContext
+from tunekit.core.recipe_model import Recipe
+from tunekit.core.registry import get_registry
+from tunekit.run.training import train
 
 torch.set_num_threads(2)
 

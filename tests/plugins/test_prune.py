@@ -10,15 +10,15 @@ import torch
 from torch import nn
 from tunekit_prune import MagnitudeParams, MagnitudePruner
 
-from tunekit.context import StageContext
-from tunekit.errors import TunekitError, UsageError
-from tunekit.recipe_model import Recipe
+from tunekit.core.context import StageContext
+from tunekit.core.errors import TunekitError, UsageError
+from tunekit.core.recipe_model import Recipe
 
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def tiny() -> Any:
-    from tunekit.fixtures import tiny_llama
+    from tunekit.core.fixtures import tiny_llama
 
     return tiny_llama(max_positions=64)[0]
 

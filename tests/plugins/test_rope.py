@@ -10,9 +10,9 @@ import pytest
 import torch
 from tunekit_rope import DynamicRope, LinearRope, Llama3Rope, LongRope, RopeExtender, YarnRope
 
-from tunekit.context import StageContext
-from tunekit.errors import TunekitError, UsageError
-from tunekit.recipe_model import Recipe
+from tunekit.core.context import StageContext
+from tunekit.core.errors import TunekitError, UsageError
+from tunekit.core.recipe_model import Recipe
 
 L = 64  # original context of the tiny model
 THETA = 10000.0
@@ -20,7 +20,7 @@ HEAD_DIM = 32  # hidden 128 / 4 heads
 
 
 def tiny() -> Any:
-    from tunekit.fixtures import tiny_llama
+    from tunekit.core.fixtures import tiny_llama
 
     return tiny_llama(max_positions=L, rope_theta=THETA)[0]
 

@@ -19,8 +19,8 @@ from quant_helpers import (
 from tunekit_rtn import RTNQuantizer
 from tunekit_rtn.rounding import quantize_weight
 
-from tunekit.errors import UsageError
-from tunekit.plugins import get_registry
+from tunekit.core.errors import UsageError
+from tunekit.core.registry import get_registry
 
 torch.set_num_threads(2)
 
@@ -114,7 +114,7 @@ def test_keep_16bit_by_name() -> None:
 
 
 def test_shipped_recipe_validates() -> None:
-    from tunekit.recipe import load_recipe
+    from tunekit.core.recipe import load_recipe
 
     plugin = load_recipe("quantize-rtn").stages["quantizer"]
     assert isinstance(plugin, RTNQuantizer) and plugin.params.group_size == 64

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from transformers import GenerationConfig
 from tunekit_sampling import PRESETS, SamplingParams, SamplingSampler
 
-from tunekit.cli import cli
+from tunekit.cli.main import cli
 
 
 def config(**params: object) -> dict[str, object]:
@@ -44,8 +44,8 @@ def test_generate_from_an_output_folder_with_speculative_decoding(tmp_path: Path
     """A deterministic sampler with an assistant model: assisted greedy decoding gives the main model's text."""
     import yaml
 
-    from tunekit.fixtures import tiny_llama
-    from tunekit.pipeline import apply_recipe
+    from tunekit.core.fixtures import tiny_llama
+    from tunekit.run.pipeline import apply_recipe
 
     main = tmp_path / "main"
     draft = tmp_path / "draft"

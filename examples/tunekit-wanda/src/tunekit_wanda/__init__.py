@@ -7,8 +7,7 @@ the pruning itself is in :mod:`tunekit_wanda.prune`, imported by ``WandaPruner.a
 
 from __future__ import annotations
 
-from tunekit import hookimpl
-from tunekit.kinds import Pruner
+from tunekit import Pruner, hookimpl
 from tunekit_wanda.plugin import WandaParams, WandaPruner
 
 __all__ = ["WandaParams", "WandaPruner"]

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from tunekit.kinds import Effects, PluginParams, Pruner, Requirements
-from tunekit.quantization import CalibrationParams
+from tunekit import CalibrationParams, Effects, PluginParams, Pruner, Requirements
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
 
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GROUPS = {"all-linear": LINEAR_NAMES, "attention": LINEAR_NAMES[:4], "mlp": LINEAR_NAMES[4:]}

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from tunekit.errors import UsageError
-from tunekit.quantization import calibration_windows
+from tunekit import UsageError, calibration_windows
 
 if TYPE_CHECKING:
-    from tunekit.context import StageContext
+    from tunekit import StageContext
     from tunekit_wanda.plugin import WandaParams
 
 

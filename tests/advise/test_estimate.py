@@ -1,0 +1,188 @@
+"""The estimator's formulas against hand-computed values (REFERENCE.md) and its inverse questions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import recommend_fakes
+
+from tunekit.advise.estimate import (
+    GB,
+    QUANTS,
+    Setup,
+    default_lora_params,
+    estimate,
+    kv_cache_bytes,
+    layer_activation_bytes_per_token,
+    max_batch,
+    max_seq_len,
+    quant_spec,
+    setup_from_recipe,
+    smallest_quant_that_fits,
+    training_activation_bytes,
+    training_state_bytes,
+    weight_bytes,
+)
+from tunekit.advise.model_facts import resolve_model
+from tunekit.core.arch import ModelArch
+from tunekit.core.errors import UsageError
+from tunekit.core.recipe import load_recipe
+from tunekit.core.registry import load_registry
+
+GIB = 2**30
+TINY = ModelArch(name="tiny", layers=2, hidden=128, intermediate=256, heads=4, kv_heads=2, head_dim=32, vocab=1000)
+
+
+def llama2() -> ModelArch:
+    return resolve_model("llama-2-7b")
+
+
+def test_weights_bf16_and_nf4_by_hand() -> None:
+    arch = llama2()
+    assert arch.param_count() == 6_738_415_616  # Llama-2-7B, as PEFT/transformers print it
+    assert weight_bytes(arch, QUANTS["bf16"]) == 6_738_415_616 * 2
+    linear, kept = 6_476_005_376, 262_144_000 + 266_240  # 32 layers of linears; embed + lm_head + norms
+    assert weight_bytes(arch, QUANTS["nf4"]) == pytest.approx(linear * 4.127 / 8 + kept * 2)
+
+
+@pytest.mark.parametrize(("gguf", "gib"), [("Q8_0", 7.95), ("Q4_K_M", 4.58), ("F16", 14.96)])
+def test_gguf_file_sizes_match_llama_cpp(gguf: str, gib: float) -> None:
+    """llama.cpp tools/quantize/README.md: Llama-3.1-8B files."""
+    assert weight_bytes(resolve_model("llama-3.1-8b"), quant_spec(gguf)) / GIB == pytest.approx(gib, rel=0.01)
+
+
+def test_kv_cache_llama3_8b() -> None:
+    arch = resolve_model("llama-3-8b")
+    assert kv_cache_bytes(arch, 8192, 1) == GIB  # 2 x 32 x 8 x 128 x 8192 x 2 bytes
+    assert kv_cache_bytes(arch, 131072, 1) == 16 * GIB
+    assert kv_cache_bytes(arch, 8192, 1, kv_bits=8) == GIB / 2
+
+
+def test_lora_trainable_params_match_peft() -> None:
+    arch = llama2()
+    assert default_lora_params(arch, r=8, targets=("q_proj", "v_proj")) == 4_194_304
+    assert default_lora_params(arch, r=16) == 39_976_960
+
+
+@pytest.mark.parametrize(("optimizer", "precision", "per_param"), [
+    ("adamw", "mixed", (2, 2, 12)), ("adamw-8bit", "mixed", (2, 2, 6)), ("sgd", "mixed", (2, 2, 8)),
+    ("adamw", "bf16", (2, 2, 4)), ("adamw", "fp32", (4, 4, 8)),
+])
+def test_training_state_bytes_per_param(optimizer: str, precision: str, per_param: tuple[int, int, int]) -> None:
+    assert training_state_bytes(1000, optimizer, precision) == tuple(1000 * b for b in per_param)
+
+
+def test_activations_by_hand() -> None:
+    # 2·(4h + 2q + 2kv + 4i) = 2·(512 + 256 + 128 + 1024) bytes per token per layer
+    assert layer_activation_bytes_per_token(TINY, 64, "sdpa") == 3840
+    assert layer_activation_bytes_per_token(TINY, 64, "eager") == 3840 + 5 * 4 * 64
+    tokens = 64 * 2
+    logits = tokens * 1000 * 10
+    ckpt = training_activation_bytes(TINY, Setup(seq_len=64, batch=2, grad_ckpt=True))
+    assert ckpt == 2 * 2 * 128 * tokens + 3840 * tokens + logits
+    full = training_activation_bytes(TINY, Setup(seq_len=64, batch=2, grad_ckpt=False))
+    assert full == 2 * 3840 * tokens + logits
+    chunked = training_activation_bytes(TINY, Setup(seq_len=64, batch=2, chunked_loss=True))
+    assert chunked == ckpt - logits + tokens * 1000 * 2
+
+
+def test_full_finetune_breakdown_and_overhead() -> None:
+    arch = llama2()
+    est = estimate(arch, method="full")
+    n = arch.param_count()
+    assert est.breakdown["weights"] == 2 * n and est.breakdown["gradients"] == 2 * n
+    assert est.breakdown["optimizer"] == 12 * n and est.breakdown["kv_cache"] == 0
+    live = sum(v for k, v in est.breakdown.items() if k != "overhead")
+    assert est.breakdown["overhead"] == pytest.approx(0.5 * GB + 0.05 * live)
+    assert est.low < est.total < est.high
+
+
+@pytest.mark.parametrize(("strategy", "divided"), [
+    ("none", ()), ("ddp", ()), ("zero2", ("gradients", "optimizer")),
+    ("zero3", ("weights", "gradients", "optimizer")), ("fsdp", ("weights", "gradients", "optimizer")),
+])
+def test_sharding_divides_by_gpus(strategy: str, divided: tuple[str, ...]) -> None:
+    arch = llama2()
+    one = estimate(arch, method="full").breakdown
+    four = estimate(arch, method="full", gpus=4, strategy=strategy).breakdown
+    for state in ("weights", "gradients", "optimizer"):
+        assert four[state] == pytest.approx(one[state] / 4 if state in divided else one[state])
+    assert four["activations"] == one["activations"]  # activations are per GPU, never sharded
+
+
+def test_offload_moves_state_to_cpu() -> None:
+    est = estimate(llama2(), method="full", strategy="zero3", gpus=2, offloaded=frozenset({"optimizer"}))
+    assert est.breakdown["optimizer"] == 0
+    assert est.assumptions["cpu_offload_gb"] == pytest.approx(12 * 6_738_415_616 / 2 / GB, abs=0.01)
+
+
+def test_inference_parts() -> None:
+    arch = resolve_model("llama-3-8b")
+    est = estimate(arch, method="infer", seq_len=8192)
+    assert est.breakdown["kv_cache"] == GIB and est.breakdown["gradients"] == 0 == est.breakdown["optimizer"]
+    tp = estimate(arch, method="infer", seq_len=8192, gpus=2)
+    assert tp.breakdown["weights"] == est.breakdown["weights"] / 2  # tensor parallel
+
+
+def test_methods_rank_as_expected() -> None:
+    arch = resolve_model("llama-3.1-8b")
+    full, lora, qlora = (estimate(arch, method=m).total_gb for m in ("full", "lora", "qlora"))
+    infer4 = estimate(arch, method="infer", quant=QUANTS["nf4"]).total_gb
+    assert full > 100 > lora > qlora > infer4
+
+
+@pytest.mark.parametrize(("seq", "measured"), [(1024, 6), (2048, 7), (4096, 9), (8192, 12), (16384, 19),
+                                               (32768, 32)])
+def test_calibration_llama_factory_qlora_points(seq: int, measured: float) -> None:
+    """LLaMA-Factory wiki, Llama-2-7B QLoRA 4-bit, batch 1, FlashAttention-2 (measured): within 15%."""
+    arch = llama2()
+    est = estimate(arch, method="qlora", seq_len=seq, trainable_params=default_lora_params(arch, r=8))
+    assert est.total_gb == pytest.approx(measured, rel=0.15)
+
+
+def test_json_shape() -> None:
+    data = estimate(llama2(), method="lora").to_dict()
+    assert set(data) == {"total_gb", "low_gb", "high_gb", "breakdown", "assumptions"}
+    assert set(data["breakdown"]) == {"weights", "gradients", "optimizer", "activations", "kv_cache", "overhead"}
+    assert "GB = 1e9" in data["assumptions"]["units"]
+
+
+def test_inverse_questions() -> None:
+    arch = resolve_model("llama-3.1-8b")
+    setup = Setup(method="qlora", quant=QUANTS["nf4"])
+    seq = max_seq_len(arch, setup, 16)
+    assert estimate(arch, setup, seq_len=seq).total_gb <= 16 < estimate(arch, setup, seq_len=seq + 1).total_gb
+    batch = max_batch(arch, Setup(method="infer", seq_len=4096), 80)
+    assert estimate(arch, method="infer", seq_len=4096, batch=batch).total_gb <= 80
+    assert estimate(arch, method="infer", seq_len=4096, batch=batch + 1).total_gb > 80
+    assert smallest_quant_that_fits(arch, Setup(method="lora"), 24).name == "bf16"  # type: ignore[union-attr]
+    assert smallest_quant_that_fits(arch, Setup(method="lora"), 12).name == "nf4"  # type: ignore[union-attr]
+    assert smallest_quant_that_fits(arch, Setup(method="lora"), 3) is None
+    assert max_seq_len(arch, setup, 1) == 0
+
+
+def test_quant_spec_names_and_errors() -> None:
+    assert quant_spec(4).name == "nf4" and quant_spec("16").name == "bf16"
+    assert quant_spec("q4_k_m").bits == pytest.approx(4.894)
+    with pytest.raises(UsageError):
+        quant_spec("q9_z")
+    with pytest.raises(UsageError):
+        quant_spec(5)
+    with pytest.raises(UsageError):
+        estimate(llama2(), method="pretrain")
+
+
+def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
+    registry = load_registry(entry_points=False, extra_modules=[recommend_fakes])
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {id: llama-2-7b}\nquantizer: {method: nf4}\nadapter: {method: lora, r: 8, targets: "
+                    "[q_proj, v_proj]}\ntrain: {seq_len: 1024, batch_size: 2}\n")
+    arch = llama2()
+    setup = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    assert (setup.method, setup.trainable_params, setup.seq_len, setup.batch) == ("qlora", 4_194_304, 1024, 2)
+    assert setup.quant.bits == pytest.approx(4.127)
+    path.write_text("model: {id: llama-2-7b}\nquantizer: {method: gptq, bits: 8}\n")
+    infer = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=512)
+    assert (infer.method, infer.seq_len) == ("infer", 512)
+    assert infer.quant.bits == pytest.approx(8 + 20 / 128)

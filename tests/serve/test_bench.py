@@ -1,0 +1,89 @@
+"""``tunekit bench``: the shared perplexity windows, backend choice, the side-by-side table, and a real
+run of the transformers backend on a tiny model folder (in its own subprocess, as the CLI does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tunekit.cli.main import cli
+from tunekit.core.errors import UsageError
+from tunekit.serve.bench import bench_one, default_backend, find_gguf, prompt_ids, rows
+
+
+def test_backend_follows_the_output(tmp_path: Path) -> None:
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "m-Q4_K_M.gguf").write_bytes(b"GGUF")
+    assert default_backend(tmp_path / "hf") == "transformers"
+    assert default_backend(tmp_path / "g") == "llamacpp"
+    assert find_gguf(tmp_path / "g") == tmp_path / "g" / "m-Q4_K_M.gguf"
+    with pytest.raises(UsageError, match="not a Hugging Face model folder"):
+        default_backend(tmp_path)
+    assert prompt_ids([1, 2, 3], 7) == [1, 2, 3, 1, 2, 3, 1]
+
+
+def test_rows_show_both_outputs_and_the_ratio() -> None:
+    a = {"backend": "transformers", "file_bytes": 200e6, "gen_tokens_per_s": 10.0, "perplexity": 40.0}
+    b = {"backend": "llamacpp", "file_bytes": 100e6, "gen_tokens_per_s": 30.0, "perplexity": 41.0}
+    table = dict(rows([a, b]))
+    assert table["file size (MB)"] == ["200.0", "100.0", "x0.50"]
+    assert table["gen tok/s"] == ["10.0", "30.0", "x3.00"]
+    assert table["backend"] == ["transformers", "llamacpp"]
+
+
+def test_cli_prints_the_side_by_side_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tunekit.cli.commands.bench_cmd as bench_cmd
+
+    seen = {}
+
+    def fake_bench(paths: list[Path], **options: object) -> list[dict[str, object]]:
+        seen.update(options, paths=paths)
+        return [{"output": str(p), "backend": "llamacpp", "file_bytes": 1e8 * (i + 1), "perplexity": 40.0 + i}
+                for i, p in enumerate(paths)]
+
+    monkeypatch.setattr(bench_cmd, "bench", fake_bench)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "a"), str(tmp_path / "b"), "--backend", "llamacpp",
+                                      "--prompt-tokens", "64", "--new-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    assert "x2.00" in result.output and "41.0" in result.output
+    assert seen["backend"] == "llamacpp" and seen["prompt_tokens"] == 64 and seen["new_tokens"] == 8
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "a"), "--json"])
+    assert json.loads(result.output)[0]["perplexity"] == 40.0
+
+
+@pytest.mark.slow
+def test_bench_measures_a_tiny_model_folder(tmp_path: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    text = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 40
+    tok.train_from_iterator([text], trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>"], show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=384))
+    model.save_pretrained(tmp_path / "tiny")
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>").save_pretrained(tmp_path / "tiny")
+    (tmp_path / "text.txt").write_text(text)
+    # in-process (the CLI runs exactly this in a subprocess per output; importing torch twice costs minutes here)
+    measured = bench_one(tmp_path / "tiny", text=text, prompt_tokens=16, new_tokens=4, seq_len=64)
+    assert measured["backend"] == "transformers" and measured["new_tokens"] == 4
+    assert 1 < measured["perplexity"] < 1000 and measured["ttft_s"] > 0 and measured["gen_tokens_per_s"] > 0
+    assert measured["peak_rss_bytes"] > 100e6 and measured["file_bytes"] > 1e6
+
+
+def test_without_text_the_shipped_held_out_text_is_used() -> None:
+    from tunekit.core.texts import shipped_eval_path
+    from tunekit.serve.bench import _fallback_text
+
+    assert _fallback_text() == shipped_eval_path().read_text(encoding="utf-8") and "Persuasion" in _fallback_text()

@@ -1,0 +1,364 @@
+"""Peak GPU memory of fine-tuning or serving a model, per GPU, from architecture facts alone.
+
+Every formula lives here, with its source; ``bench/estimator.py`` compares the result with each
+published measurement in ``/work/shared/REFERENCE.md`` and ``docs/estimator.md`` records the error.
+Units: bytes inside, GB = 1e9 bytes in every reported number (not GiB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tunekit.core.arch import ALL_LINEAR, ModelArch
+from tunekit.core.errors import UsageError
+from tunekit.core.sharding import SHARDED, STRATEGIES
+
+GB = 1e9
+METHODS = ("full", "lora", "qlora", "infer")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "sgd")
+
+# -- calibration constants (docs/estimator.md shows the error they leave) -----------------------
+CUDA_CONTEXT_GB = 0.5  # REFERENCE: CUDA context ~0.3-0.7 GB; low band 0.3, high band 0.7
+FRAGMENTATION = 0.05  # allocator slack on top of live tensors (point); high band uses 15% (Unsloth: 1.15x)
+LOGIT_BYTES_HF = 10.0  # bf16 logits (2) + fp32 upcast for the loss (4) + fp32 grad of logits (4): HF trainers
+LOGIT_BYTES_CHUNKED = 2.0  # torchtune CEWithChunkedOutputLoss: bf16 logits, upcast chunk by chunk
+ACT_SCALE = 1.0  # multiplier on the Korthikanti per-layer term (kept at 1: the terms below are SwiGLU-derived)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How a weight format stores a parameter: effective bits, and which modules stay 16-bit."""
+
+    name: str
+    bits: float
+    kept_16bit: tuple[str, ...] = ("embed_tokens", "lm_head")
+    trainable: bool = False  # can a LoRA train on top (QLoRA)
+
+    @property
+    def whole_file(self) -> bool:
+        """GGUF bits/weight are measured over every tensor of a file, embeddings included."""
+        return not self.kept_16bit
+
+
+_GGUF = {  # ggml block structs; Q4_K_M is the published mixed-file average (llama.cpp quantize README)
+    "Q2_K": 2.625, "Q3_K": 3.4375, "Q4_0": 4.5, "Q4_1": 5.0, "Q4_K": 4.5, "Q4_K_M": 4.894, "Q5_0": 5.5,
+    "Q5_1": 6.0, "Q5_K": 5.5, "Q6_K": 6.5625, "Q8_0": 8.5, "F16": 16.0,
+}
+QUANTS: dict[str, QuantSpec] = {
+    "fp32": QuantSpec("fp32", 32.0, ()),
+    "bf16": QuantSpec("bf16", 16.0, ()),
+    "fp8": QuantSpec("fp8", 8.0 + 32 / 4096),  # e4m3 weights + per-channel fp32 scale (vLLM/compressed-tensors)
+    "int8": QuantSpec("int8", 8.0 + 16 / 4096, trainable=True),  # LLM.int8: int8 + fp16 row scale
+    "nf4": QuantSpec("nf4", 4.127, trainable=True),  # QLoRA §3: 4 + 0.127 bits with double quantization
+    "int4": QuantSpec("int4", 4.0 + 20 / 128),  # GPTQ/AWQ g128: fp16 scale + 4-bit zero per group
+    "int3": QuantSpec("int3", 3.0 + 20 / 128),
+    "int2": QuantSpec("int2", 2.0 + 20 / 64, trainable=True),  # 2-bit (HQQ/AQLM-style) g64, as LLaMA-Factory lists
+    **{f"gguf-{k.lower()}": QuantSpec(f"gguf-{k.lower()}", v, ()) for k, v in _GGUF.items()},
+}
+
+
+def quant_spec(name_or_bits: str | float | None) -> QuantSpec:
+    """``nf4``, ``Q4_K_M`` / ``gguf-q4_k_m``, or a number of bits (16, 8, 4, 2)."""
+    if name_or_bits is None:
+        return QUANTS["bf16"]
+    if isinstance(name_or_bits, (int, float)) or str(name_or_bits).replace(".", "", 1).isdigit():
+        bits = float(name_or_bits)
+        by_bits = {32.0: "fp32", 16.0: "bf16", 8.0: "int8", 4.0: "nf4", 3.0: "int3", 2.0: "int2"}
+        if bits not in by_bits:
+            raise UsageError(f"--bits must be one of 32, 16, 8, 4, 3, 2 (got {name_or_bits})")
+        return QUANTS[by_bits[bits]]
+    key = str(name_or_bits).strip().lower()
+    for candidate in (key, f"gguf-{key}"):
+        if candidate in QUANTS:
+            return QUANTS[candidate]
+    known = ", ".join(list(QUANTS)[:8]) + ", and GGUF types " + ", ".join(_GGUF)
+    raise UsageError(f"unknown quantization '{name_or_bits}' (known: {known}; or an installed quantizer)")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything besides the architecture that decides the peak."""
+
+    method: str = "lora"
+    quant: QuantSpec = field(default_factory=lambda: QUANTS["bf16"])
+    trainable_params: int | None = None  # adapter parameters; None -> LoRA r16 on all linears
+    optimizer: str = "adamw"
+    precision: str = "mixed"  # mixed (fp32 master, Transformer Math 101) | bf16 (pure) | fp32
+    seq_len: int = 2048
+    batch: int = 1
+    grad_ckpt: bool = True
+    attention: str = "sdpa"  # sdpa/flash drop the 5·a·s/h score term; eager keeps it
+    kv_bits: float = 16.0
+    gpus: int = 1
+    strategy: str = "none"
+    chunked_loss: bool = False
+    optimizer_in_backward: bool = False
+    prefill_chunk: int = 8192  # serving engines prefill in chunks (vLLM chunked prefill, llama.cpp -ub); 0 = all
+    divisor: int = 0  # processes the sharded states split over (0: gpus); hybrid FSDP shards within a node
+    sharded: frozenset[str] | None = None  # states split over processes (None: SHARDED[strategy])
+    offloaded: frozenset[str] = frozenset()  # states moved to CPU RAM (ZeRO/FSDP offload)
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
+        if self.seq_len < 1 or self.batch < 1 or self.gpus < 1:
+            raise UsageError("seq_len, batch and gpus must be >= 1")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak memory per GPU, broken down (bytes), with a low/high band and the assumptions used."""
+
+    breakdown: dict[str, float]
+    low: float
+    high: float
+    assumptions: dict[str, Any]
+
+    @property
+    def total(self) -> float:
+        return sum(self.breakdown.values())
+
+    @property
+    def total_gb(self) -> float:
+        return self.total / GB
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` shape; GB = 1e9 bytes."""
+        return {
+            "total_gb": round(self.total / GB, 2),
+            "low_gb": round(self.low / GB, 2),
+            "high_gb": round(self.high / GB, 2),
+            "breakdown": {k: round(v / GB, 3) for k, v in self.breakdown.items()},
+            "assumptions": {**self.assumptions, "units": "GB = 1e9 bytes, per GPU"},
+        }
+
+
+# -- the pieces ---------------------------------------------------------------------------
+
+
+def default_lora_params(arch: ModelArch, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR) -> int:
+    """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (REFERENCE, Adapters)."""
+    shapes = arch.linear_shapes()
+    per_layer = sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
+    return per_layer * arch.layers
+
+
+def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
+    embed = arch.vocab * arch.hidden
+    return embed, 0 if arch.tied_embeddings else embed
+
+
+def weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
+    """Params x bytes/param; quantized linears at the format's bits, kept modules at 16 bits (REFERENCE, Memory)."""
+    total = arch.param_count()
+    if quant.whole_file:
+        return total * quant.bits / 8
+    embed, head = _embedding_counts(arch)
+    keep_embed = "embed_tokens" in quant.kept_16bit or (arch.tied_embeddings and "lm_head" in quant.kept_16bit)
+    kept = (embed if keep_embed else 0) + (head if "lm_head" in quant.kept_16bit else 0)
+    norms = arch.layers * 2 * arch.hidden + arch.hidden
+    quantized = total - kept - norms
+    return quantized * quant.bits / 8 + (kept + norms) * 2
+
+
+def training_state_bytes(params: float, optimizer: str, precision: str) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes per trained parameter (EleutherAI "Transformer Math 101").
+
+    Mixed precision AdamW: 2 + 2 + 12 (fp32 master, m, v); 8-bit Adam keeps 4 (master) + 2 (m, v);
+    SGD+momentum 4 + 4. Pure bf16 drops the master copy; fp32 stores 4-byte weights and grads.
+    Paged 8-bit AdamW lives in unified memory that the driver pages to the CPU: counted as 0 on the GPU.
+    """
+    if precision == "fp32":
+        w, g, opt = 4, 4, {"adamw": 8, "adamw-8bit": 2, "paged-adamw-8bit": 0, "sgd": 4}[optimizer]
+    elif precision == "bf16":
+        w, g, opt = 2, 2, {"adamw": 4, "adamw-8bit": 2, "paged-adamw-8bit": 0, "sgd": 2}[optimizer]
+    else:
+        w, g, opt = 2, 2, {"adamw": 12, "adamw-8bit": 6, "paged-adamw-8bit": 4, "sgd": 8}[optimizer]
+    return params * w, params * g, params * opt
+
+
+def layer_activation_bytes_per_token(arch: ModelArch, seq_len: int, attention: str) -> float:
+    """One decoder layer's saved activations per token (Korthikanti et al. 2022, Table 2, re-derived).
+
+    GPT: s·b·h·(34 + 5·a·s/h). For Llama blocks (no dropout, GQA, SwiGLU with intermediate i) the same
+    bookkeeping gives 2·(4h + 2q + 2kv + 4i) bytes: two RMSNorm inputs and the attention/MLP inputs
+    (4h), Q and attention output (2q), K and V (2kv), gate, up, act(gate) and gate·up (4i).
+    Eager attention adds the score matrices, 5·a·s bytes per token; SDPA/flash keep none.
+    """
+    q = arch.heads * arch.head_dim
+    kv = arch.kv_heads * arch.head_dim
+    mlp = (arch.moe_intermediate * arch.active_experts) if arch.experts else arch.intermediate
+    per_token = 2 * (4 * arch.hidden + 2 * q + 2 * kv + 4 * mlp) * ACT_SCALE
+    if attention == "eager":
+        per_token += 5 * arch.heads * seq_len
+    return per_token
+
+
+def training_activation_bytes(arch: ModelArch, s: Setup) -> float:
+    """Activations for one micro-batch; checkpointing keeps 2·s·b·h per layer plus one layer's working set."""
+    tokens = s.seq_len * s.batch
+    layer = layer_activation_bytes_per_token(arch, s.seq_len, s.attention) * tokens
+    stored = arch.layers * 2 * arch.hidden * tokens + layer if s.grad_ckpt else arch.layers * layer
+    logits = tokens * arch.vocab * (LOGIT_BYTES_CHUNKED if s.chunked_loss else LOGIT_BYTES_HF)
+    return stored + logits
+
+
+def kv_cache_bytes(arch: ModelArch, seq_len: int, batch: int, kv_bits: float = 16.0) -> float:
+    """2 x layers x kv_heads x head_dim x seq x batch x bytes/elem (REFERENCE, KV cache)."""
+    return 2 * arch.layers * arch.kv_heads * arch.head_dim * seq_len * batch * kv_bits / 8
+
+
+def inference_activation_bytes(arch: ModelArch, s: Setup) -> float:
+    """Prefill working set of one layer (bf16, nothing saved for backward) plus last-token fp32 logits.
+
+    vLLM (chunked prefill) and llama.cpp (micro-batches) run a long prompt through in chunks, so the working
+    set is that of ``prefill_chunk`` tokens; HF ``generate`` prefills everything at once (``prefill_chunk=0``).
+    """
+    q = arch.heads * arch.head_dim
+    mlp = (arch.moe_intermediate * arch.active_experts) if arch.experts else arch.intermediate
+    tokens = s.seq_len * s.batch
+    if s.prefill_chunk:
+        tokens = min(tokens, s.prefill_chunk)
+    per_token = 2 * (2 * arch.hidden + q + 2 * mlp)
+    scores = 2 * arch.heads * s.seq_len * tokens if s.attention == "eager" else 0
+    return tokens * per_token + scores + s.batch * arch.vocab * 4
+
+
+# -- the estimate -------------------------------------------------------------------------
+
+
+def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Estimate:
+    """Peak memory per GPU for ``setup`` (keyword changes override its fields)."""
+    s = replace(setup or Setup(), **changes)
+    s.check()
+    n = max(s.gpus, 1)
+    params = arch.param_count()
+    if s.method == "qlora" and s.quant.bits >= 16:
+        s = replace(s, quant=QUANTS["nf4"])
+    kv = 0.0
+    if s.method == "infer":
+        weights = weight_bytes(arch, s.quant) / n  # tensor parallel over n GPUs (vLLM -tp n)
+        grads = opt = 0.0
+        act = inference_activation_bytes(arch, s)
+        kv = kv_cache_bytes(arch, s.seq_len, s.batch, s.kv_bits) / n
+    elif s.method == "full":
+        weights, grads, opt = training_state_bytes(params, s.optimizer, s.precision)
+        if s.optimizer_in_backward:  # torchtune: step each parameter in backward; one grad alive at a time
+            grads = max(arch.vocab * arch.hidden, max(a * b for a, b in arch.linear_shapes().values())) * 2
+        act = training_activation_bytes(arch, s)
+    else:
+        base = weight_bytes(arch, s.quant if s.method == "qlora" else QUANTS["bf16"])
+        trainable = s.trainable_params if s.trainable_params is not None else default_lora_params(arch)
+        # adapter weights kept in fp32 by PEFT, fp32 grads, AdamW m and v: 4 + 4 + 8 bytes
+        a_w, a_g, a_o = trainable * 4.0, trainable * 4.0, trainable * (8.0 if s.optimizer == "adamw" else 2.0)
+        weights, grads, opt = base + a_w, a_g, a_o
+        act = training_activation_bytes(arch, s)
+    cpu = 0.0
+    if s.method != "infer":
+        # the same table the launch config uses (tunekit.core.sharding.SHARDED): ZeRO-2 splits gradients and
+        # optimizer state, ZeRO-3/FSDP full_shard also the weights (REFERENCE: "divide ... by the number of GPUs")
+        sharded = s.sharded if s.sharded is not None else SHARDED[s.strategy]
+        div = s.divisor or n
+        states = {"weights": weights, "gradients": grads, "optimizer": opt}
+        for state in states:
+            if state in sharded:
+                states[state] /= div
+            if state in s.offloaded:
+                cpu += states[state]
+                states[state] = 0.0
+        weights, grads, opt = states["weights"], states["gradients"], states["optimizer"]
+    live = weights + grads + opt + act + kv
+    dequant = 0.0
+    if s.quant.bits < 16 and s.method != "infer":  # bitsandbytes dequantizes one linear at a time
+        dequant = max(a * b for a, b in arch.linear_shapes().values()) * 2
+    overhead = CUDA_CONTEXT_GB * GB + FRAGMENTATION * live + dequant
+    breakdown = {"weights": weights, "gradients": grads, "optimizer": opt, "activations": act,
+                 "kv_cache": kv, "overhead": overhead}
+    low = weights + grads + opt + 0.8 * act + kv + 0.3 * GB
+    high = 1.15 * (live + dequant) + 0.7 * GB
+    assumptions = {
+        "model": arch.name, "params_b": round(params / 1e9, 3), "method": s.method, "weights": s.quant.name,
+        "bits_per_weight": round(s.quant.bits, 3), "kept_16bit": list(s.quant.kept_16bit),
+        "trainable_params": None if s.method in ("infer", "full") else int(
+            s.trainable_params if s.trainable_params is not None else default_lora_params(arch)),
+        "optimizer": s.optimizer, "precision": s.precision, "seq_len": s.seq_len, "batch": s.batch,
+        "gradient_checkpointing": s.grad_ckpt, "attention": s.attention, "kv_bits": s.kv_bits,
+        "gpus": n, "strategy": s.strategy, "chunked_loss": s.chunked_loss,
+        "offloaded": sorted(s.offloaded), "cpu_offload_gb": round(cpu / GB, 2), "prefill_chunk": s.prefill_chunk,
+    }
+    return Estimate(breakdown=breakdown, low=low, high=high, assumptions=assumptions)
+
+
+# -- inverse questions --------------------------------------------------------------------
+
+
+def _largest(fits: Any, lo: int, hi: int) -> int:
+    """Largest n in [lo, hi] with fits(n), assuming monotone; 0 when even lo does not fit."""
+    if not fits(lo):
+        return 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def max_seq_len(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 1 << 21) -> int:
+    """The longest sequence (tokens) whose estimate fits ``budget_gb`` per GPU."""
+    return _largest(lambda n: estimate(arch, setup, seq_len=n).total_gb <= budget_gb, 1, limit)
+
+
+def max_batch(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 4096) -> int:
+    """The largest micro-batch whose estimate fits ``budget_gb`` per GPU."""
+    return _largest(lambda n: estimate(arch, setup, batch=n).total_gb <= budget_gb, 1, limit)
+
+
+def smallest_quant_that_fits(arch: ModelArch, setup: Setup, budget_gb: float,
+                             options: list[QuantSpec] | None = None) -> QuantSpec | None:
+    """The least aggressive quantization (most bits) that fits; None when even the fewest bits do not."""
+    if options is None:
+        names = ["bf16", "int8", "nf4", "int3", "int2"] if setup.method != "infer" else \
+            ["bf16", "fp8", "gguf-q8_0", "gguf-q6_k", "gguf-q5_k", "gguf-q4_k_m", "nf4", "gguf-q3_k", "gguf-q2_k"]
+        options = [QUANTS[n] for n in names]
+    if setup.method in ("lora", "qlora"):
+        options = [q for q in options if q.bits >= 16 or q.trainable]
+    for quant in sorted(options, key=lambda q: -q.bits):
+        method = setup.method
+        if method in ("lora", "qlora"):
+            method = "lora" if quant.bits >= 16 else "qlora"
+        if estimate(arch, setup, quant=quant, method=method).total_gb <= budget_gb:
+            return quant
+    return None
+
+
+def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup:
+    """The ``Setup`` a resolved recipe implies: its quantizer's declared bits, its adapter's trainable
+    parameters, its train and distributed sections (sharding as ``tunekit.run.distributed`` computes it)."""
+    from tunekit.core.sharding import offloaded_states, shard_divisor, sharded_states
+
+    recipe, stages = resolved.recipe, resolved.stages
+    quantizer, adapter, context = stages.get("quantizer"), stages.get("adapter"), stages.get("context")
+    quant = QUANTS["bf16"]
+    if quantizer is not None:
+        storage = getattr(quantizer, "storage_bits_per_weight", None)  # fake-quant output stays 16-bit
+        bits = float(storage() if callable(storage) else quantizer.bits_per_weight())
+        quant = QuantSpec(quantizer.name, bits, tuple(quantizer.kept_16bit()), bool(quantizer.trainable))
+    train = recipe.train
+    if train is not None and adapter is not None:
+        method = "qlora" if quantizer is not None else "lora"
+        section = recipe.distributed
+        setup = Setup(method=method, quant=quant, trainable_params=int(adapter.trainable_params(arch)),
+                      optimizer=train.optimizer, precision="fp32" if train.precision == "fp32" else "mixed",
+                      seq_len=train.seq_len, batch=train.batch_size, grad_ckpt=train.gradient_checkpointing,
+                      gpus=section.gpus * section.nodes if section.strategy != "none" else 1,
+                      strategy=section.strategy, sharded=sharded_states(section),
+                      divisor=max(shard_divisor(section, s) for s in ("weights", "gradients", "optimizer")),
+                      offloaded=offloaded_states(section))
+    else:
+        seq = int(context.target_context(arch)) if context is not None else min(4096, arch.max_context)
+        setup = Setup(method="infer", quant=quant, seq_len=seq)
+    return replace(setup, **{k: v for k, v in overrides.items() if v is not None})

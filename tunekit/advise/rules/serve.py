@@ -1,0 +1,74 @@
+"""Launch options for serving a recommended recipe with vLLM and llama.cpp.
+
+The flags are the engines' own: vLLM ``--quantization``, ``--max-model-len``, ``--kv-cache-dtype``,
+``--hf-overrides`` (rope_scaling), ``--tensor-parallel-size``; llama.cpp ``llama-server -m``, ``-c``,
+``-ngl`` (layers on the GPU), ``--rope-scaling``/``--rope-scale``/``--yarn-orig-ctx``, ``-ctk``/``-ctv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from tunekit.advise.estimate import GB, kv_cache_bytes, weight_bytes
+
+if TYPE_CHECKING:
+    from tunekit.advise.rules.engine import Facts, Recommendation
+
+#: tunekit quantizer name -> vLLM --quantization (None: load the 16-bit weights, or export first)
+VLLM_QUANT = {"awq": "awq", "gptq": "gptq", "nf4": "bitsandbytes", "fp4": "bitsandbytes", "int8": "bitsandbytes",
+              "fp8": "fp8"}
+
+
+def gguf_type(bits: float) -> str:
+    """The llama.cpp file type closest to (not above) ``bits`` per weight."""
+    for limit, name in ((16, "F16"), (8, "Q8_0"), (6.5, "Q6_K"), (5.5, "Q5_K_M"), (4.0, "Q4_K_M"), (3.4, "Q3_K_M")):
+        if bits >= limit:
+            return name
+    return "Q2_K"
+
+
+def gpu_layers(facts: Facts, rec: Recommendation) -> int:
+    """``-ngl``: every layer when the weights fit, else as many as the VRAM left after KV cache and context."""
+    arch, memory = facts.model, rec.candidate.memory
+    assert memory is not None
+    if memory.total_gb * (1 + facts.margin) <= facts.budget_gb():
+        return arch.layers + 1  # llama.cpp counts the output layer too
+    per_layer = weight_bytes(arch, rec.candidate.setup.quant) / arch.layers
+    free = facts.budget_gb() * GB - memory.breakdown["kv_cache"] - memory.breakdown["overhead"]
+    return max(0, min(arch.layers, math.floor(free / per_layer)))
+
+
+def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
+    """vLLM and llama.cpp command lines that match ``rec`` (quantization, length, rope, kv dtype)."""
+    arch, cand = facts.model, rec.candidate
+    seq = cand.setup.seq_len
+    quant = (cand.stages.get("quantizer") or {}).get("method")
+    context = cand.stages.get("context")
+    kv_gb = kv_cache_bytes(arch, seq, cand.setup.batch) / GB
+    fp8_kv = facts.hardware.fp8 and kv_gb > 0.25 * max(facts.budget_gb(), 1)
+    vllm = [f"vllm serve {arch.aliases[0] if arch.aliases else arch.name}", f"--max-model-len {seq}"]
+    vllm_ok = quant in VLLM_QUANT and not (quant == "awq" and (cand.stages["quantizer"].get("bits") or 4) != 4)
+    if vllm_ok:  # vLLM's AWQ kernels are 4-bit only
+        vllm.append(f"--quantization {VLLM_QUANT[str(quant)]}")
+    comment = f"  # {quant}: serve the folder `tunekit apply` writes" if quant and not vllm_ok else ""
+    if context:
+        factor = context.get("factor") or max(1.0, seq / arch.max_context)
+        scaling = {"rope_type": context["method"], "factor": factor,
+                   "original_max_position_embeddings": arch.max_context}
+        vllm.append(f"--hf-overrides '{json.dumps({'rope_scaling': scaling})}'")
+    vllm.append(f"--kv-cache-dtype {'fp8' if fp8_kv else 'auto'}")
+    if facts.hardware.gpus > 1:
+        vllm.append(f"--tensor-parallel-size {facts.hardware.gpus}")
+    gguf = gguf_type(cand.setup.quant.bits)
+    cpp = [f"llama-server -m {arch.name}-{gguf}.gguf", f"-c {seq}", f"-ngl {gpu_layers(facts, rec)}", "-fa on"]
+    if context and context["method"] in ("yarn", "linear"):
+        factor = context.get("factor") or max(1.0, seq / arch.max_context)
+        cpp.append(f"--rope-scaling {context['method']} --rope-scale {factor:g}")
+        if context["method"] == "yarn":
+            cpp.append(f"--yarn-orig-ctx {arch.max_context}")
+    if kv_gb > 0.25 * max(facts.budget_gb(), 1):
+        cpp.append("-ctk q8_0 -ctv q8_0")
+    return {"vllm": " ".join(vllm) + comment, "llama_cpp": " ".join(cpp), "gguf_type": gguf,
+            "kv_cache_gb": round(kv_gb, 2), "kv_cache_dtype": "fp8" if fp8_kv else "auto"}

@@ -1,0 +1,148 @@
+"""The ``tunekit`` command line: a thin click layer over the library.
+
+Every command lives in its own module under ``tunekit.cli.commands`` and calls a library function.
+Nothing imported here (or by ``--help``) may import torch, transformers or peft.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from tunekit import __version__
+from tunekit.core.errors import TunekitError
+
+#: Command modules, each exposing ``command`` (a click command or group). All torch-free at import.
+COMMAND_MODULES = (
+    "tunekit.cli.commands.plugins_cmd",
+    "tunekit.cli.commands.recipes_cmd",
+    "tunekit.cli.commands.recommend_cmd",
+    "tunekit.cli.commands.estimate_cmd",
+    "tunekit.cli.commands.launch_cmd",
+    "tunekit.cli.commands.bench_cmd",
+    "tunekit.cli.commands.sweep_cmd",
+    "tunekit.cli.commands.new_plugin_cmd",
+    "tunekit.cli.commands.apply_cmd",
+)
+
+
+class TunekitGroup(click.Group):
+    """Maps tunekit's own errors to one clear line and an exit code (2 usage/validation, 1 failure).
+
+    Plugin-added commands load lazily: only when a name is not a built-in command, or when the
+    command list is needed (completion, or ``--help`` when :mod:`tunekit.cli.command_cache` has no
+    listing for the installed plugins). Running a built-in command never imports every plugin just
+    to build the command table, and ``--help`` imports none once the listing is cached.
+    """
+
+    _plugin_commands_loaded = False
+    _builtin_names: frozenset[str] = frozenset()
+
+    def load_plugin_commands(self) -> None:
+        """Call ``tunekit_commands`` once; a plugin may add commands but never replace a built-in."""
+        if self._plugin_commands_loaded:
+            return
+        self._plugin_commands_loaded = True
+        from tunekit.core.registry import get_registry
+
+        registry = get_registry()
+        builtin = dict(self.commands)
+        registry.call_safely("tunekit_commands", cli=self)
+        for name, command in builtin.items():
+            replacement = self.commands.get(name)
+            if replacement is not command:
+                self.commands[name] = command
+                owner = getattr(getattr(replacement, "callback", None), "__module__", None) or "?"
+                registry._fail(owner, f"tunekit_commands(): command '{name}' clashes with a built-in; skipped")
+        self._builtin_names = frozenset(builtin)
+        if registry.from_entry_points_only:
+            self._remember_plugin_commands()
+
+    def _remember_plugin_commands(self) -> None:
+        """Cache what the installed plugins added, for the next ``--help``."""
+        from tunekit.cli import command_cache
+
+        added = {n: command_cache.describe(c) for n, c in self.commands.items() if n not in self._builtin_names}
+        command_cache.save(command_cache.fingerprint(), added)
+
+    def unload_plugin_commands(self) -> None:
+        """Forget plugin commands (tests reset the registry between cases)."""
+        if self._plugin_commands_loaded:
+            for name in set(self.commands) - self._builtin_names:
+                del self.commands[name]
+        self._plugin_commands_loaded = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugin_commands_loaded:
+            self.load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's command table, from the cached plugin listing when it matches what is installed."""
+        cached = None if self._plugin_commands_loaded else _cached_plugin_commands()
+        if cached is None:
+            super().format_commands(ctx, formatter)
+            return
+        described = {n: c for n, c in self.commands.items() if not c.hidden}
+        for name, info in cached.items():
+            if name not in described and not info.get("hidden"):
+                described[name] = click.Command(
+                    name, help=info.get("help"), short_help=info.get("short_help"),
+                    deprecated=info.get("deprecated") or False,
+                )
+        if described:
+            limit = formatter.width - 6 - max(len(name) for name in described)
+            rows = [(name, described[name].get_short_help_str(limit)) for name in sorted(described)]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TunekitError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+
+
+def _cached_plugin_commands() -> dict[str, Any] | None:
+    """The cached plugin commands, unless a registry is already loaded in this process (then it wins)."""
+    loaded = sys.modules.get("tunekit.core.registry")
+    if loaded is not None and getattr(loaded, "_cached", None) is not None:
+        return None
+    from tunekit.cli import command_cache
+
+    return command_cache.load(command_cache.fingerprint())
+
+
+@click.group(cls=TunekitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tunekit")
+def cli() -> None:
+    """tunekit: recipes and recommendations for quantizing, adapting, extending and pruning LLMs."""
+
+
+def _register_commands() -> None:
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        for command in getattr(module, "commands", [getattr(module, "command", None)]):
+            if command is not None:
+                cli.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Architecture facts of a decoder-only transformer, torch-free.
+
+The estimator, the recommender and every plugin's declarations (trainable parameters,
+bits per weight) reason over these numbers, so a third-party plugin can be judged
+without loading a single weight.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunekit.core.errors import UsageError
+
+#: Linear modules of one Llama-style decoder layer, grouped the way users name them.
+ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+ALL_LINEAR = ATTENTION_MODULES + MLP_MODULES
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """What an estimator needs to know about a model; mirrors Hugging Face config fields."""
+
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    head_dim: int = 0
+    tied_embeddings: bool = False
+    max_context: int = 4096
+    rope_type: str = "default"
+    rope_theta: float = 10000.0
+    experts: int = 0
+    active_experts: int = 0
+    moe_intermediate: int = 0
+    family: str = ""
+    aliases: tuple[str, ...] = field(default=())
+    published_params_b: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0:
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
+
+    # -- shapes ---------------------------------------------------------------------------
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(d_in, d_out) of each linear module in one decoder layer (dense MLP or one expert)."""
+        q_out = self.heads * self.head_dim
+        kv_out = self.kv_heads * self.head_dim
+        mlp = self.moe_intermediate if self.experts else self.intermediate
+        return {
+            "q_proj": (self.hidden, q_out),
+            "k_proj": (self.hidden, kv_out),
+            "v_proj": (self.hidden, kv_out),
+            "o_proj": (q_out, self.hidden),
+            "gate_proj": (self.hidden, mlp),
+            "up_proj": (self.hidden, mlp),
+            "down_proj": (mlp, self.hidden),
+        }
+
+    def module_copies(self, module: str) -> int:
+        """How many copies of ``module`` one layer holds (MoE layers hold one MLP per expert)."""
+        return self.experts if (self.experts and module in MLP_MODULES) else 1
+
+    def resolve_targets(self, targets: str | list[str] | tuple[str, ...]) -> list[str]:
+        """Turn ``attention`` / ``mlp`` / ``all-linear`` or explicit names into module names."""
+        if isinstance(targets, str):
+            groups = {"attention": ATTENTION_MODULES, "mlp": MLP_MODULES, "all-linear": ALL_LINEAR}
+            if targets in groups:
+                return list(groups[targets])
+            targets = [targets]
+        known = set(ALL_LINEAR)
+        unknown = [t for t in targets if t not in known]
+        if unknown:
+            raise UsageError(f"unknown target modules {unknown}; known: {sorted(known)}")
+        return list(targets)
+
+    # -- counts ---------------------------------------------------------------------------
+    def linear_params_per_layer(self, active_only: bool = False) -> int:
+        total = 0
+        for module, (d_in, d_out) in self.linear_shapes().items():
+            copies = self.module_copies(module)
+            if active_only and self.experts and module in MLP_MODULES:
+                copies = self.active_experts
+            total += d_in * d_out * copies
+        if self.experts:
+            total += self.hidden * self.experts  # router
+        return total
+
+    def embedding_params(self) -> int:
+        """Input embeddings plus the lm_head when it is not tied."""
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+
+    def param_count(self, active_only: bool = False) -> int:
+        """Total parameters: linears, embeddings and the RMSNorm weights."""
+        norms = self.layers * 2 * self.hidden + self.hidden
+        return self.layers * self.linear_params_per_layer(active_only) + self.embedding_params() + norms
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["aliases"] = list(self.aliases)
+        return data
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any], name: str = "local") -> ModelArch:
+        """Read a transformers ``config.json`` dict (Llama, Mistral, Qwen2/3, Gemma, Phi-3 shapes)."""
+        try:
+            heads = int(config["num_attention_heads"])
+            hidden = int(config["hidden_size"])
+            rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+            experts = int(config.get("num_local_experts") or config.get("num_experts") or 0)
+            return cls(
+                name=name,
+                layers=int(config["num_hidden_layers"]),
+                hidden=hidden,
+                intermediate=int(config.get("intermediate_size") or 4 * hidden),
+                heads=heads,
+                kv_heads=int(config.get("num_key_value_heads") or heads),
+                head_dim=int(config.get("head_dim") or hidden // heads),
+                vocab=int(config["vocab_size"]),
+                tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+                max_context=int(config.get("max_position_embeddings") or 4096),
+                rope_type=str(rope.get("rope_type") or rope.get("type") or "default"),
+                rope_theta=float(rope.get("rope_theta") or config.get("rope_theta") or 10000.0),
+                experts=experts,
+                active_experts=int(config.get("num_experts_per_tok") or (2 if experts else 0)),
+                moe_intermediate=int(config.get("moe_intermediate_size") or config.get("intermediate_size") or 0)
+                if experts
+                else 0,
+                family=str(config.get("model_type", "")),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise UsageError(f"{name}: config.json lacks a decoder field tunekit needs: {exc}") from exc
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> ModelArch:
+        """Read a local model folder or its ``config.json``."""
+        path = Path(path)
+        config_file = path / "config.json" if path.is_dir() else path
+        if not config_file.is_file():
+            raise UsageError(f"{path}: no config.json found")
+        try:
+            config = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{config_file}: not a readable JSON config: {exc}") from exc
+        return cls.from_hf_config(config, name=str(path))

@@ -1,0 +1,209 @@
+"""The plugin manager: loads the ``tunekit`` entry points, never lets a broken plugin take the CLI down.
+
+Built-in plugins are entry points of the ``tunekit`` distribution itself, so they take exactly the
+path a third party's plugin takes. Every failure (import error, a hook that raises, a hook that
+returns something other than plugin classes, a duplicate name, an invalid ``Params``) is recorded
+with the distribution, version and error, shown by ``tunekit plugins --all``, and skipped.
+``TUNEKIT_STRICT_PLUGINS=1`` re-raises instead, for plugin developers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from tunekit.core import hookspecs
+from tunekit.core.errors import PluginError, UnknownPluginError
+from tunekit.core.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP, KIND_HOOKS
+from tunekit.core.kinds import BASES, Plugin
+
+STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass
+class PluginFailure:
+    """A plugin that was skipped, and why."""
+
+    plugin: str
+    distribution: str
+    version: str
+    error: str
+
+
+@dataclass
+class PluginSource:
+    """Where a loaded plugin module came from (for ``tunekit plugins``)."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclass
+class Registry:
+    """Loaded plugins per kind, and everything that failed on the way."""
+
+    pm: pluggy.PluginManager
+    classes: dict[str, dict[str, type[Plugin]]] = field(default_factory=lambda: {k: {} for k in KIND_HOOKS})
+    owners: dict[tuple[str, str], PluginSource] = field(default_factory=dict)
+    sources: dict[str, PluginSource] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    #: True when built from the installed entry points alone: only then may its commands be cached.
+    from_entry_points_only: bool = False
+
+    def get(self, kind: str, name: str) -> type[Plugin]:
+        """The class registered for ``name`` in ``kind``, or a clear error listing what exists."""
+        try:
+            return self.classes[kind][name]
+        except KeyError:
+            known = ", ".join(sorted(self.classes.get(kind, {}))) or "none installed"
+            raise UnknownPluginError(f"unknown {kind} '{name}' (available: {known})") from None
+
+    def all(self) -> list[type[Plugin]]:
+        return [cls for kind in KIND_HOOKS for cls in self.classes[kind].values()]
+
+    def call_safely(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of a hook on its own, isolating the ones that raise."""
+        results = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            argnames = impl.argnames
+            try:
+                value = impl.function(*[kwargs[name] for name in argnames])
+            except Exception as exc:  # a plugin's bug must not break tunekit
+                self._fail(impl.plugin_name, f"{hook_name}() raised {type(exc).__name__}: {exc}", exc)
+                continue
+            if value is not None:
+                results.append((impl.plugin_name, value))
+        return results
+
+    def _fail(self, plugin: str, error: str, exc: BaseException | None = None) -> None:
+        source = self.sources.get(plugin, PluginSource(plugin, "?", "?"))
+        self.failures.append(PluginFailure(plugin, source.distribution, source.version, error))
+        if strict_mode():
+            raise PluginError(f"plugin '{plugin}' ({source.distribution} {source.version}): {error}") from exc
+
+
+def strict_mode() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def disabled_names() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _validate_class(kind: str, obj: Any) -> str | None:
+    """Why ``obj`` is not a usable plugin class of ``kind``, or None when it is."""
+    base = BASES[kind]
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        return f"returned {obj!r}, which is not a subclass of tunekit.core.kinds.{base.__name__}"
+    if not isinstance(obj.name, str) or not _NAME_RE.match(obj.name):
+        return f"{obj.__name__}.name must be a lowercase identifier, got {obj.name!r}"
+    params = obj.__dict__.get("Params", obj.Params)
+    if not (isinstance(params, type) and issubclass(params, BaseModel)):
+        return f"{obj.__name__}.Params must be a pydantic model"
+    if params.model_config.get("extra") != "forbid":
+        return f"{obj.__name__}.Params must forbid extra keys (subclass tunekit.core.kinds.PluginParams)"
+    try:
+        params()
+    except Exception as exc:
+        return f"{obj.__name__}.Params() has no valid defaults: {exc}"
+    return None
+
+
+def _iter_entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None = None) -> Registry:
+    """Build a fresh registry from the installed entry points (and optional in-process modules)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry(pm=pm, from_entry_points_only=entry_points and not extra_modules)
+    blocked = disabled_names()
+    for ep in _iter_entry_points() if entry_points else []:
+        dist = ep.dist
+        source = PluginSource(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        registry.sources[ep.name] = source
+        if ep.name in blocked:
+            pm.set_blocked(ep.name)
+            continue
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            registry._fail(ep.name, "another entry point already uses this name")
+            continue
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
+            registry._fail(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}", exc)
+    for module in extra_modules or []:
+        name = getattr(module, "__name__", repr(module))
+        registry.sources.setdefault(name, PluginSource(name, "(in-process)", ""))
+        try:
+            pm.register(module, name=name)
+        except Exception as exc:
+            registry._fail(name, f"failed to register: {type(exc).__name__}: {exc}", exc)
+    _check_unknown_hooks(registry)
+    _collect_classes(registry)
+    return registry
+
+
+def _check_unknown_hooks(registry: Registry) -> None:
+    """Report every implementation of a hook tunekit does not define (a misspelled ``tunekit_*``).
+
+    ``pm.check_pending()`` raises on the first one only and does not say which plugin; this walks
+    every hook so each culprit is recorded under its own name, and unregisters nothing: the
+    plugin's correctly spelled hooks keep working.
+    """
+    pm = registry.pm
+    for hook_name in sorted(vars(pm.hook)):
+        caller = getattr(pm.hook, hook_name)
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            known = ", ".join(sorted(n for n in vars(pm.hook) if getattr(pm.hook, n).has_spec()))
+            registry._fail(impl.plugin_name, f"unknown hook {hook_name}() (tunekit's hooks: {known})")
+
+
+def _collect_classes(registry: Registry) -> None:
+    for kind, hook_name in KIND_HOOKS.items():
+        for plugin_name, returned in registry.call_safely(hook_name):
+            items = returned if isinstance(returned, (list, tuple)) else [returned]
+            for obj in items:
+                problem = _validate_class(kind, obj)
+                if problem:
+                    registry._fail(plugin_name, f"{hook_name}(): {problem}")
+                    continue
+                existing = registry.classes[kind].get(obj.name)
+                if existing is not None:
+                    first = registry.owners[(kind, obj.name)]
+                    registry._fail(
+                        plugin_name,
+                        f"{kind} name '{obj.name}' is already registered by plugin '{first.plugin}' "
+                        f"({first.distribution}); {obj.__module__}.{obj.__qualname__} skipped",
+                    )
+                    continue
+                registry.classes[kind][obj.name] = obj
+                registry.owners[(kind, obj.name)] = registry.sources.get(
+                    plugin_name, PluginSource(plugin_name, "?", "?")
+                )
+
+
+_cached: Registry | None = None
+
+
+def get_registry(*, refresh: bool = False) -> Registry:
+    """The process-wide registry, loaded once."""
+    global _cached
+    if _cached is None or refresh:
+        _cached = load_registry()
+    return _cached

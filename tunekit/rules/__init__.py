@@ -1,8 +1,0 @@
-"""The recommender: typed facts in, ranked recipe recommendations out (see ``engine.recommend``)."""
-
-from __future__ import annotations
-
-from tunekit.rules.engine import Facts, Recommendation, Result, recommend
-from tunekit.rules.loader import Rule, load_rules
-
-__all__ = ["Facts", "Recommendation", "Result", "Rule", "load_rules", "recommend"]

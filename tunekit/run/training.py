@@ -1,0 +1,204 @@
+"""Supervised fine-tuning of an adapter with transformers' Trainer (torch imported inside functions).
+
+The Trainer gives checkpoints with optimizer and scheduler state, ``resume_from_checkpoint`` that
+continues the step count and the logged loss curve, gradient accumulation, mixed precision and
+accelerate/DDP/FSDP for free; tunekit adds the data (``train_data``), the adapter's own optimizer
+(LoRA+, LoRA-FA), a progress line with loss and tokens/s, and the numbers recorded for the report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunekit.core.errors import UsageError
+from tunekit.core.resources import shipped_data_dir
+from tunekit.run import train_data
+
+if TYPE_CHECKING:
+    from tunekit.core.context import StageContext
+    from tunekit.core.kinds import Adapter
+    from tunekit.core.recipe_model import TrainSection
+
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "sgd": "sgd"}
+"""Recipe optimizer names -> transformers ``optim`` names."""
+
+
+def data_path(ctx: StageContext) -> Path:
+    """``--data`` wins over the recipe's ``train.data``; a bare name that is not a file may be a shipped one."""
+    section = ctx.recipe.train
+    chosen = ctx.data_path or (section.data if section else None)
+    if not chosen:
+        raise UsageError("training needs data: set train.data in the recipe or pass --data FILE")
+    path = Path(chosen)
+    shipped = shipped_data_dir() / path
+    if not path.exists() and len(path.parts) == 1 and shipped.is_file():
+        return shipped  # a recipe names shipped data by file name: train.data: austen_instruct.jsonl
+    return path
+
+
+def checkpoint_dir(ctx: StageContext) -> Path:
+    """Where checkpoints go: ``extras['checkpoint_dir']`` (the pipeline's stable place) or output/checkpoints."""
+    chosen = ctx.extras.get("checkpoint_dir")
+    if chosen:
+        return Path(chosen)
+    if ctx.output_dir is None:
+        raise UsageError("training needs an output directory for its checkpoints")
+    return Path(ctx.output_dir) / "checkpoints"
+
+
+def resume_from(ctx: StageContext, directory: Path) -> str | bool | None:
+    """``extras['resume']``: True (latest checkpoint in ``directory``) or a checkpoint path."""
+    resume = ctx.extras.get("resume")
+    if not resume:
+        return None
+    if resume is True or resume == "latest":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(directory)) if directory.is_dir() else None
+        if last is None:
+            raise UsageError(f"--resume: no checkpoint in {directory}")
+        return last
+    if not Path(resume).is_dir():
+        raise UsageError(f"--resume: {resume} is not a checkpoint folder")
+    return str(resume)
+
+
+def precision_flags(section: TrainSection) -> dict[str, bool]:
+    """bf16 where the GPU supports it, else fp16 on a GPU, fp32 on CPU; explicit choices are checked."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    choice = section.precision
+    if choice == "auto":
+        choice = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if choice == "fp16" and not cuda:
+        raise UsageError("train.precision fp16 needs a CUDA GPU; use fp32 or bf16 on CPU")
+    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+
+
+def training_arguments(
+    section: TrainSection, output: Path, has_eval: bool, extra: dict[str, Any] | None = None
+) -> Any:
+    """TrainingArguments from the recipe; ``extra`` (``ctx.extras['training_args']``) adds or overrides
+    keyword arguments, e.g. what a distributed launch needs, without this module knowing about it."""
+    import torch
+    from transformers import TrainingArguments
+
+    evaluating = has_eval and section.eval_steps is not None
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output),
+        per_device_train_batch_size=section.batch_size,
+        per_device_eval_batch_size=section.batch_size,
+        gradient_accumulation_steps=section.grad_accum,
+        num_train_epochs=section.epochs,
+        max_steps=section.max_steps or -1,
+        learning_rate=section.lr,
+        lr_scheduler_type=section.scheduler,
+        warmup_steps=section.warmup_steps,
+        weight_decay=section.weight_decay,
+        optim=OPTIMIZERS[section.optimizer],
+        activation_checkpointing=section.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=section.eval_steps if evaluating else None,
+        save_strategy="steps" if section.save_steps else "no",
+        save_steps=section.save_steps or 500,
+        logging_steps=1,
+        seed=section.seed,
+        data_seed=section.seed,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_pin_memory=False,
+        remove_unused_columns=False,
+        # every trainable adapter weight takes part in each forward; the Trainer's default for a PeftModel
+        # (True) costs an extra autograd traversal per step and clashes with gradient checkpointing
+        ddp_find_unused_parameters=False,
+        **precision_flags(section),
+    )
+    return TrainingArguments(**{**kwargs, **(extra or {})})
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated when on CUDA, else this process's peak resident set size."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 5) if value is not None else None
+
+
+def _perplexity(loss: float | None) -> float | None:
+    return round(math.exp(loss), 4) if loss is not None else None
+
+
+def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
+    """Fine-tune ``model`` (already wrapped by the adapter stage) as the recipe's ``train`` section says."""
+    import torch
+    from transformers import PrinterCallback, Trainer, set_seed
+
+    from tunekit.run.train_progress import ProgressCallback, collate
+
+    section = ctx.recipe.train
+    if section is None:
+        return model
+    if ctx.tokenizer is None:
+        raise UsageError("training needs the model's tokenizer")
+    set_seed(section.seed)
+    data = train_data.build(section, ctx.tokenizer, data_path(ctx))
+    ctx.log(f"train: {len(data.train)} {data.kind} examples ({data.tokens():,} tokens), {len(data.eval)} held out")
+    output = checkpoint_dir(ctx)
+    resume = resume_from(ctx, output)
+    args = training_arguments(section, output, bool(data.eval), ctx.extras.get("training_args"))
+    custom = adapter.optimizer(model, section.lr, section.weight_decay) if adapter is not None else None
+    pad_id = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else ctx.tokenizer.eos_token_id
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
+        data_collator=lambda batch: collate(batch, pad_id),
+        optimizers=(custom, None),
+        callbacks=[ProgressCallback(ctx.log, quiet=bool(ctx.extras.get("quiet")))],
+    )
+    trainer.remove_callback(PrinterCallback)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    eval_before = trainer.evaluate()["eval_loss"] if data.eval and not resume else None
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    history = trainer.state.log_history
+    evals = [h for h in history if "eval_loss" in h]
+    eval_loss = None
+    if data.eval:
+        last = evals[-1] if evals and evals[-1]["step"] == trainer.state.global_step else None
+        eval_loss = last["eval_loss"] if last else trainer.evaluate()["eval_loss"]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    ctx.record(
+        "train",
+        steps=trainer.state.global_step,
+        resumed_from=str(resume) if resume else None,
+        loss_curve=[[h["step"], round(h["loss"], 5)] for h in history if "loss" in h],
+        eval_curve=[[h["step"], round(h["eval_loss"], 5)] for h in history if "eval_loss" in h],
+        train_loss=round(result.training_loss, 5),
+        eval_loss_before=_round(eval_before),
+        eval_perplexity_before=_perplexity(eval_before),
+        eval_loss=_round(eval_loss),
+        eval_perplexity=_perplexity(eval_loss),
+        trainable_params=trainable,
+        examples=len(data.train),
+        held_out=len(data.eval),
+        tokens_seen=int(trainer.state.num_input_tokens_seen),
+        time_s=round(seconds, 2),
+        peak_memory_mb=round(peak_memory_mb(), 1),
+    )
+    model.eval()
+    return model

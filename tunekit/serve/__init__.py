@@ -1,0 +1,1 @@
+"""The serve wing: benchmarking outputs side by side and talking to llama.cpp."""
