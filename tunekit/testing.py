@@ -175,7 +175,8 @@ def saved_bits_per_weight(folder: Path, counts: dict[str, int]) -> float:
 def registry_with(plugin_class: type[Plugin]) -> Any:
     """An in-process registry holding only ``plugin_class``, registered through its kind's hook."""
     from tunekit.core.hookspecs import hookimpl
-    from tunekit.core.registry import KIND_HOOKS, load_registry
+    from tunekit.core.kind_specs import KIND_HOOKS
+    from tunekit.core.registry import load_registry
 
     module = types.ModuleType(f"tunekit_contract_{plugin_class.name.replace('-', '_').replace('.', '_')}")
     hook_name = KIND_HOOKS[plugin_class.kind]

@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from tunekit.core import hookspecs
-from tunekit.core.registry import KIND_HOOKS, Registry, load_registry
+from tunekit.core.kind_specs import KIND_HOOKS
+from tunekit.core.registry import Registry, load_registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("tunekit_") and callable(getattr(hookspecs, name)))

@@ -15,6 +15,7 @@ import pluggy
 import pytest
 
 from tunekit.core import hookspecs
+from tunekit.core.kind_specs import KIND_HOOKS
 from tunekit.core.kinds import BASES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,5 +58,5 @@ def test_hook_is_referenced_by_a_test(hook: str) -> None:
 
 
 def test_every_kind_has_a_registration_hook() -> None:
-    assert set(hookspecs.KIND_HOOKS) == set(BASES)
-    assert set(hookspecs.KIND_HOOKS.values()) <= set(HOOKS)
+    assert set(KIND_HOOKS) == set(BASES)
+    assert set(KIND_HOOKS.values()) <= set(HOOKS)

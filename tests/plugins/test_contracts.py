@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tunekit import testing
-from tunekit.core.registry import KIND_HOOKS, get_registry
+from tunekit.core.kind_specs import KIND_HOOKS
+from tunekit.core.registry import get_registry
 
 CONTRACTS: dict[str, type[testing.PluginContract]] = {
     "quantizer": testing.QuantizerContract,

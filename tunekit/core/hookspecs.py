@@ -26,16 +26,6 @@ DISABLE_ENV = "TUNEKIT_DISABLE_PLUGINS"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-#: kind -> the registration hook that provides it (here, not in plugins.py, so the CLI can name kinds
-#: without importing pydantic)
-KIND_HOOKS = {
-    "quantizer": "tunekit_quantizers",
-    "adapter": "tunekit_adapters",
-    "context": "tunekit_context_extenders",
-    "pruner": "tunekit_pruners",
-    "sampler": "tunekit_samplers",
-    "exporter": "tunekit_exporters",
-}
 
 # -- registration: one hook per kind -------------------------------------------------------
 

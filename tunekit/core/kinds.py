@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from tunekit.core.errors import MissingDependencyError
+from tunekit.core.kind_specs import BY_KIND, KIND_SPECS, RECIPE_KINDS
 
 if TYPE_CHECKING:
     from tunekit.core.arch import ModelArch
     from tunekit.core.context import StageContext
 
-KINDS = ("quantizer", "adapter", "context", "pruner", "sampler")
-"""Recipe slot names, in pipeline order of the stages that touch weights (sampler last)."""
+KINDS = RECIPE_KINDS
+"""Recipe slot names, in the order their pipeline stages run (``tunekit.core.kind_specs``)."""
 
 
 class PluginParams(BaseModel):
@@ -213,14 +214,7 @@ class Exporter(Plugin):
         raise NotImplementedError(f"exporter '{self.name}' runs through export(), not apply()")
 
 
-EXPORTER_KIND = "exporter"
+EXPORTER_KIND = BY_KIND["exporter"].kind
 """Kind name of exporters; kept out of ``KINDS`` because recipes do not have an exporter slot."""
 
-BASES: dict[str, type[Plugin]] = {
-    "quantizer": Quantizer,
-    "adapter": Adapter,
-    "context": ContextExtender,
-    "pruner": Pruner,
-    "sampler": Sampler,
-    "exporter": Exporter,
-}
+BASES: dict[str, type[Plugin]] = {spec.kind: globals()[spec.base] for spec in KIND_SPECS}

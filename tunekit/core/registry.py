@@ -20,7 +20,8 @@ from pydantic import BaseModel
 
 from tunekit.core import hookspecs
 from tunekit.core.errors import PluginError, UnknownPluginError
-from tunekit.core.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP, KIND_HOOKS
+from tunekit.core.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP
+from tunekit.core.kind_specs import KIND_HOOKS
 from tunekit.core.kinds import BASES, Plugin
 
 STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tunekit.core.kind_specs import KIND_SPECS
+
 if TYPE_CHECKING:
     from tunekit.core.context import StageContext
 
-SLOTS = (("context", "Context extension"), ("pruner", "Pruning"), ("quantizer", "Quantization"),
-         ("adapter", "Adapter"), ("sampler", "Sampling"))
+SLOTS = tuple((spec.kind, spec.title) for spec in KIND_SPECS if spec.stage is not None)
 
 
 def _params(stage: dict[str, Any]) -> str:

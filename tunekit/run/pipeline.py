@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from tunekit.core.context import StageContext
 from tunekit.core.errors import TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
+from tunekit.core.kind_specs import STAGE_KIND
 from tunekit.run import interrupts
 from tunekit.run.output import AtomicOutput
 from tunekit.run.reporting import Reporter
@@ -61,11 +62,13 @@ if TYPE_CHECKING:
     from tunekit.core.recipe_model import Recipe
     from tunekit.core.registry import Registry
 
-STAGES = ("load", "context", "prune", "quantize", "adapter", "train", "evaluate", "sampler", "export")
-"""Stage names passed to ``tunekit_run_stage``, in the order they run."""
+_WEIGHT_STAGES = tuple(stage for stage in STAGE_KIND if stage != "sampler")
+STAGES = ("load", *_WEIGHT_STAGES, "train", "evaluate", "sampler", "export")
+"""Stage names passed to ``tunekit_run_stage``, in the order they run: the plugin stages come from
+``tunekit.core.kind_specs``; training and evaluation see the final weights, the sampler only writes
+generation settings, export is last."""
 
-STAGE_SLOT = {"context": "context", "prune": "pruner", "quantize": "quantizer", "adapter": "adapter",
-              "sampler": "sampler"}
+STAGE_SLOT = STAGE_KIND
 """Stage name -> the recipe slot whose plugin runs it."""
 
 

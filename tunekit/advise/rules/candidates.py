@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from tunekit.advise.estimate import Estimate, QuantSpec, Setup, default_lora_params, estimate
-from tunekit.core.kinds import Adapter, Plugin, Quantizer
+from tunekit.core.kinds import KINDS, Adapter, Plugin, Quantizer
 
 if TYPE_CHECKING:
     from tunekit.core.arch import ModelArch
 
-STAGES = ("quantizer", "adapter", "context", "pruner", "sampler")
+STAGES = KINDS
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tunekit.core.hookspecs import KIND_HOOKS
+from tunekit.core.kind_specs import KIND_HOOKS
 from tunekit.core.render import console, echo_json, table
 
 KINDS = tuple(KIND_HOOKS)
