@@ -132,6 +132,15 @@ class Quantizer(Plugin):
         """Extra ``from_pretrained`` kwargs for quantize-on-load methods."""
         return {}
 
+    def prepare_loaded(self, model: Any, ctx: StageContext) -> Any:
+        """Fix up a model ``from_pretrained(**load_kwargs)`` returned, before its first forward.
+
+        Why a separate step from ``apply``: the load stage runs this right after loading, so a backend
+        switch that a forward would make irreversible (bitsandbytes' CPU repack) is set before the
+        "before" evaluation or anything else touches the model. Default: the model unchanged.
+        """
+        return model
+
 
 class Adapter(Plugin):
     """Adds a small trainable module to a frozen base (LoRA and friends)."""
