@@ -62,12 +62,12 @@ def lora_b_grads(tiny_dir: Path, recipe: Path, *, eval_first: bool) -> dict[str,
     ctx = loaded(recipe, tiny_dir)
     model = stage_load(None, None, ctx)
     if eval_first:  # what the "before" evaluation did to the quantized model
-        evaluate.perplexity(model, ctx.tokenizer, evaluate.eval_text(None, None), seq_len=64, max_tokens=128)
+        evaluate.perplexity(model, ctx.tokenizer, evaluate.eval_text(None), seq_len=64, max_tokens=128)
     model = ctx.extras["stages"]["quantizer"].apply(model, ctx)
     torch.manual_seed(0)
     model = ctx.extras["stages"]["adapter"].apply(model, ctx)
     model.train()
-    ids = torch.tensor([ctx.tokenizer(evaluate.eval_text(None, None))["input_ids"][:64]])
+    ids = torch.tensor([ctx.tokenizer(evaluate.eval_text(None))["input_ids"][:64]])
     with torch.no_grad():  # a nonzero lora_B, so gradients also reach the layers below through the adapters
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -126,7 +126,7 @@ def test_qlora_with_evaluation_on_trains_and_measures_the_unquantized_base(tiny_
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
-    direct = evaluate.perplexity(base, tokenizer, evaluate.eval_text(None, None), seq_len=64, max_tokens=256)
+    direct = evaluate.perplexity(base, tokenizer, evaluate.eval_text(None), seq_len=64, max_tokens=256)
     assert ev["perplexity_before"] == round(direct.perplexity, 4)
 
 
@@ -143,7 +143,7 @@ def test_quantize_nf4_reports_its_cost_and_saves_what_it_evaluated(tiny_dir: Pat
     assert json.loads((out / "metrics.json").read_text())["quantize"]["cpu_kernel"] == "portable"
     reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
     assert portable_cpu_kernels(reloaded) == 14  # the kernel path metrics.json names
-    again = evaluate.perplexity(reloaded, AutoTokenizer.from_pretrained(out), evaluate.eval_text(None, None),
+    again = evaluate.perplexity(reloaded, AutoTokenizer.from_pretrained(out), evaluate.eval_text(None),
                                 seq_len=64, max_tokens=256)
     assert round(again.perplexity, 4) == ev["perplexity_after"]
 
@@ -164,3 +164,28 @@ def test_no_baseline_is_said_plainly_when_the_base_does_not_fit(tiny_dir: Path, 
     ev = apply_recipe(recipe, model=tiny_dir, output=tmp_path / "out", quiet=True).metrics["evaluate"]
     assert ev["baseline"].startswith("not measured") and "perplexity_before" not in ev
     assert ev["perplexity_after"] > 0
+
+
+def test_data_trains_but_is_not_the_evaluation_text(tiny_dir: Path, tmp_path: Path) -> None:
+    """--data is the training file; perplexity stays on the held-out text unless eval.data names another."""
+    train_file = tmp_path / "capitals.jsonl"
+    train_file.write_text("".join(json.dumps({"instruction": f"Capital of country {i}?", "output": f"City {i}"})
+                                  + "\n" for i in range(20)))
+    recipe = write(tmp_path, {"adapter": {"method": "lora", "r": 4},
+                              "train": {"seq_len": 128, "batch_size": 2, "max_steps": 1, "eval_split": 0.0},
+                              "eval": {"seq_len": 64, "max_tokens": 128}})
+    held_out = apply_recipe(recipe, model=tiny_dir, data=train_file, output=tmp_path / "a", quiet=True)
+    plan_eval = next(s for s in held_out.plan["stages"] if s["stage"] == "evaluate")
+    assert plan_eval["data"] == "shipped Persuasion excerpt"
+    asked = apply_recipe(recipe, model=tiny_dir, data=train_file, output=tmp_path / "b", quiet=True,
+                         overrides=[f"eval.data={train_file}"])
+    before = [r.metrics["evaluate"]["perplexity_before"] for r in (held_out, asked)]
+    assert before[0] != before[1]  # the same base scored on two different texts
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunekit import evaluate
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
+    direct = evaluate.perplexity(base, AutoTokenizer.from_pretrained(tiny_dir), evaluate.eval_text(None),
+                                 seq_len=64, max_tokens=128)
+    assert before[0] == round(direct.perplexity, 4)

@@ -129,7 +129,7 @@ def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: 
         elif stage == "evaluate" and (recipe.eval.perplexity or recipe.eval.tasks):
             stages.append({"stage": "evaluate", "perplexity": recipe.eval.perplexity, "seq_len": recipe.eval.seq_len,
                            "stride": recipe.eval.stride or recipe.eval.seq_len, "max_tokens": recipe.eval.max_tokens,
-                           "data": recipe.eval.data or (str(data) if data else "shipped Persuasion excerpt"),
+                           "data": recipe.eval.data or "shipped Persuasion excerpt",
                            "tasks": list(recipe.eval.tasks)})
         elif stage == "export":
             stages.append({"stage": "export", "output": str(output) if output else None,
@@ -261,7 +261,7 @@ def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     phase = ctx.extras.get("phase", "after")
     ev = ctx.recipe.eval
     if ev.perplexity:
-        text = evaluate.eval_text(ev.data, ctx.data_path)
+        text = evaluate.eval_text(ev.data)
         ppl = evaluate.perplexity(model, ctx.tokenizer, text, seq_len=ev.seq_len, stride=ev.stride,
                                   max_tokens=ev.max_tokens, progress=ctx.extras.get("progress"),
                                   label=f"perplexity ({phase})")
