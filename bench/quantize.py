@@ -158,7 +158,7 @@ def run_one(name: str, model_path: Path, eval_path: Path, eval_tokens: int, wind
             row["declared_bits_per_weight"] = round(plugin.bits_per_weight(), 4)
             if plugin.on_load:
                 model = AutoModelForCausalLM.from_pretrained(str(model_path), **plugin.load_kwargs(ctx))
-                model = plugin.apply(model, ctx)
+                model = plugin.apply(plugin.prepare_loaded(model, ctx), ctx)
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
                 model = plugin.apply(model, ctx)

@@ -317,8 +317,10 @@ class PluginContract:
         """Load ``model_dir`` the way the pipeline does (with a quantize-on-load plugin's kwargs)."""
         from transformers import AutoModelForCausalLM
 
-        kwargs = plugin.load_kwargs(ctx) if isinstance(plugin, Quantizer) and plugin.on_load else {}
-        return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs).eval()
+        if isinstance(plugin, Quantizer) and plugin.on_load:
+            model = AutoModelForCausalLM.from_pretrained(model_dir, **plugin.load_kwargs(ctx))
+            return plugin.prepare_loaded(model, ctx).eval()
+        return AutoModelForCausalLM.from_pretrained(model_dir).eval()
 
     def test_unsupported_model_raises_a_tunekit_error(self, tmp_path: Path) -> None:
         """A model the plugin cannot handle (GPT-2: Conv1D layers, learned positions) either works or

@@ -75,12 +75,17 @@ class _BnbQuantizer(Quantizer):
     def check_widths(self, ctx: StageContext) -> None:
         """Refuse, before loading, layer widths bitsandbytes' CPU 4-bit path cannot take."""
 
-    def apply(self, model: Any, ctx: StageContext) -> Any:
-        """Post-load fixups on the model ``from_pretrained(**load_kwargs)`` returned."""
+    def prepare_loaded(self, model: Any, ctx: StageContext) -> Any:
+        """CPU-kernel switches on the model ``from_pretrained(**load_kwargs)`` returned, before any forward."""
         from tunekit_bnb.fixups import prepare_loaded
 
         ctx.record("quantize", method=self.name, **prepare_loaded(model))
         return model
+
+    def apply(self, model: Any, ctx: StageContext) -> Any:
+        """The quantization happened at load; this re-checks the fix-ups (idempotent) for library callers
+        that load the model themselves."""
+        return self.prepare_loaded(model, ctx)
 
 
 class NF4Quantizer(_BnbQuantizer):

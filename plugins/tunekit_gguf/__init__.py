@@ -49,6 +49,14 @@ class GGUFExporter(Exporter):
     effects = Effects(notes=("K-quants need llama-cpp-python (tunekit[gguf]); widths not multiples of 256 "
                              "fall back per tensor to Q5_0/Q8_0/IQ4_NL as llama.cpp decides",))
 
+    def needs(self) -> Requirements:
+        """Types the ``gguf`` package cannot encode (K-quants, i-quants) go through llama-cpp-python."""
+        from tunekit_gguf.types import gguf_type
+
+        if gguf_type(self.params.type).direct:
+            return self.requires
+        return Requirements(packages=(*self.requires.packages, "llama_cpp"), extra=self.requires.extra)
+
     def export(self, model: Any, tokenizer: Any, out_dir: Path, ctx: StageContext) -> dict[str, Any]:
         from tunekit_gguf.export import export_gguf
 

@@ -39,7 +39,7 @@ def _eval_ids(tokenizer: Any, ctx: StageContext) -> tuple[list[int], int, int | 
     evaluation = getattr(getattr(ctx, "recipe", None), "eval", None)
     if evaluation is None or not evaluation.perplexity:
         return None
-    text = eval_text(evaluation.data, ctx.data_path)
+    text = eval_text(evaluation.data)
     limit = evaluation.max_tokens
     ids = tokenizer(text if limit is None else text[: limit * 8], add_special_tokens=False)["input_ids"]
     return (ids if limit is None else ids[:limit]), evaluation.seq_len, evaluation.stride

@@ -66,8 +66,7 @@ def test_eval_and_calibration_text_are_kept_apart(tmp_path: Path) -> None:
     assert eval_text(None).startswith("Persuasion")
     mine = tmp_path / "mine.txt"
     mine.write_text("my own held-out text")
-    assert eval_text(None, mine) == "my own held-out text"
-    assert eval_text(str(mine), None) == "my own held-out text"
+    assert eval_text(str(mine)) == "my own held-out text"
     with pytest.raises(UsageError):
         eval_text(str(tmp_path / "missing.txt"))
 

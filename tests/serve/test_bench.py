@@ -87,3 +87,40 @@ def test_without_text_the_shipped_held_out_text_is_used() -> None:
     from tunekit.serve.bench import _fallback_text
 
     assert _fallback_text() == shipped_eval_path().read_text(encoding="utf-8") and "Persuasion" in _fallback_text()
+
+
+def test_bench_opens_an_adapter_output_as_base_plus_adapter(tmp_path: Path) -> None:
+    """The LoRA recipes write adapters by default; bench loads the base the adapter names, then the adapter."""
+    import torch
+    import yaml
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tunekit.core.fixtures import tiny_llama
+    from tunekit.run.pipeline import apply_recipe
+    from tunekit.serve.bench_backends import transformers_perplexity
+
+    base_dir = tmp_path / "base"
+    _, tokenizer = tiny_llama(max_positions=128, save_to=base_dir)
+    recipe = tmp_path / "lora.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "adapter": {"method": "lora", "r": 4},
+        "train": {"data": "calibration_austen_emma.txt", "seq_len": 64, "batch_size": 2, "max_steps": 2,
+                  "lr": 1e-2, "eval_split": 0.0, "max_samples": 8},
+        "eval": {"perplexity": False}, "output": {"formats": ["adapter"]}}))
+    out = tmp_path / "out"
+    apply_recipe(recipe, model=base_dir, output=out, quiet=True)
+    assert not (out / "config.json").exists() and default_backend(out) == "transformers"
+    text = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 8
+    measured = bench_one(out, text=text, prompt_tokens=16, new_tokens=2, seq_len=64, eval_tokens=128)
+    with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
+                                             out).eval()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:128]
+    assert measured["perplexity"] == pytest.approx(transformers_perplexity(with_adapter, ids, 64)["perplexity"])
+    base_only = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    assert measured["perplexity"] != pytest.approx(transformers_perplexity(base_only, ids, 64)["perplexity"])
+
+
+def test_bench_table_rounds_perplexity() -> None:
+    table = dict(rows([{"backend": "transformers", "perplexity": 12.345678901234567}]))
+    assert table["perplexity"] == ["12.346"]

@@ -51,6 +51,10 @@ class Requirements:
     def missing_packages(self) -> list[str]:
         return [name for name in self.packages if importlib.util.find_spec(name) is None]
 
+    def install_hint(self, missing: list[str]) -> str:
+        """The command that provides ``missing``: the declared extra, else the packages themselves."""
+        return f"pip install 'tunekit[{self.extra}]'" if self.extra else "pip install " + " ".join(missing)
+
 
 @dataclass(frozen=True)
 class Effects:
@@ -84,11 +88,19 @@ class Plugin:
         """Raise a clear ``MissingDependencyError`` when this machine cannot run the plugin."""
         missing = cls.requires.missing_packages()
         if missing:
-            extra = cls.requires.extra
-            hint = f"pip install 'tunekit[{extra}]'" if extra else "pip install " + " ".join(missing)
+            hint = cls.requires.install_hint(missing)
             raise MissingDependencyError(f"{cls.kind} '{cls.name}' needs {', '.join(missing)}: {hint}")
         if cls.requires.cuda and cuda_available is False:
             raise MissingDependencyError(f"{cls.kind} '{cls.name}' needs a CUDA GPU; this machine has none")
+
+    def needs(self) -> Requirements:
+        """What this configured plugin needs to run: the class's ``requires`` unless some params need more.
+
+        Why per instance: one plugin's params can need an optional package the class does not (the gguf
+        exporter's K-quant types need llama.cpp), and a readiness hint from the class alone would say
+        "ready" for a default that then fails.
+        """
+        return self.requires
 
     def describe(self) -> dict[str, Any]:
         """Plain-data view for plans, model cards and ``--json`` output."""
@@ -132,6 +144,15 @@ class Quantizer(Plugin):
     def load_kwargs(self, ctx: StageContext) -> dict[str, Any]:
         """Extra ``from_pretrained`` kwargs for quantize-on-load methods."""
         return {}
+
+    def prepare_loaded(self, model: Any, ctx: StageContext) -> Any:
+        """Fix up a model ``from_pretrained(**load_kwargs)`` returned, before its first forward.
+
+        Why a separate step from ``apply``: the load stage runs this right after loading, so a backend
+        switch that a forward would make irreversible (bitsandbytes' CPU repack) is set before the
+        "before" evaluation or anything else touches the model. Default: the model unchanged.
+        """
+        return model
 
 
 class Adapter(Plugin):

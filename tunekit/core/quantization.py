@@ -68,6 +68,25 @@ def group_overhead_bits(bits: int, group_size: int, *, scale_bits: int = 16, zer
 # -- model walks (lazy torch) --------------------------------------------------------------
 
 
+CPU_REPACK_SWITCH = "support_avx512bf16_for_cpu"
+"""bitsandbytes' per-layer switch for its AVX512-BF16 CPU repack (see tunekit_bnb.fixups for why it is off)."""
+
+
+def portable_cpu_kernels(model: Any) -> int:
+    """Turn bitsandbytes' AVX512-BF16 CPU repack off on every layer that has it; returns how many.
+
+    Why: tunekit evaluates quantize-on-load models with the repack off (it breaks QLoRA's gradients), so
+    every tunekit loader of a saved 4-bit output (bench, generate) does the same and measures what the
+    run measured, whatever the CPU. A plain ``from_pretrained`` elsewhere may take the bf16 path.
+    """
+    switched = 0
+    for module in model.modules():
+        if hasattr(module, CPU_REPACK_SWITCH):
+            setattr(module, CPU_REPACK_SWITCH, False)
+            switched += 1
+    return switched
+
+
 def quantizable_linears(model: Any, keep: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """``name -> nn.Linear`` for every linear layer that will be quantized (kept ones excluded)."""
     from torch import nn

@@ -26,9 +26,14 @@ def shipped_calibration_paths() -> list[Path]:
     return sorted(shipped_data_dir().glob("calibration_*.txt"))
 
 
-def eval_text(eval_data: str | Path | None, data_path: Path | None = None) -> str:
-    """Plain text for perplexity: the recipe's ``eval.data``, else ``--data``, else shipped Persuasion."""
-    chosen = Path(eval_data).expanduser() if eval_data else (data_path or shipped_eval_path())
+def eval_text(eval_data: str | Path | None) -> str:
+    """Plain text for perplexity: the recipe's ``eval.data``, else the shipped held-out Persuasion.
+
+    Never ``--data``: that is training or calibration input, and scoring a model on the text it was just
+    tuned on (or on raw JSON lines) reports a number that says nothing about held-out quality. A user who
+    wants it passes it as ``eval.data``.
+    """
+    chosen = Path(eval_data).expanduser() if eval_data else shipped_eval_path()
     if not chosen.exists() and len(chosen.parts) == 1 and (shipped_data_dir() / chosen).is_file():
         chosen = shipped_data_dir() / chosen  # a recipe may name shipped data by file name
     try:

@@ -31,16 +31,29 @@ def is_output_folder(path: Path) -> bool:
     return path.is_dir() and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file())
 
 
-def _load_folder(folder: Path, dtype: Any) -> Any:
+def load_output(folder: Path, dtype: Any) -> Any:
+    """An output folder as a model: a full model, or an adapter loaded onto the base it names.
+
+    Shared by ``generate`` and ``bench`` so both run what ``apply`` measured: bitsandbytes layers get the
+    CPU kernel path the run evaluated with (:func:`tunekit.core.quantization.portable_cpu_kernels`).
+    """
     from transformers import AutoModelForCausalLM
+
+    from tunekit.core.quantization import portable_cpu_kernels
 
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         try:
             from peft import AutoPeftModelForCausalLM
         except ImportError:
             raise UsageError(f"{folder} holds a PEFT adapter: pip install 'tunekit[peft]'") from None
-        return AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+        try:
+            model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+        except OSError as exc:
+            raise UsageError(f"{folder}: cannot load the adapter's base model ({exc})") from None
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    portable_cpu_kernels(model)
+    return model
 
 
 def _assistant_from_recipe_file(folder: Path) -> str | None:
@@ -64,7 +77,7 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
     assistant_path: str | None = None
     if is_output_folder(path):
         folder = path
-        lm = _load_folder(folder, "auto")
+        lm = load_output(folder, "auto")
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         gen_file = folder / "generation_config.json"
         generation = GenerationConfig.from_pretrained(str(folder)) if gen_file.is_file() else lm.generation_config

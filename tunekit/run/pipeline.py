@@ -8,7 +8,9 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 1. **load**: ``AutoModelForCausalLM.from_pretrained(path, dtype=..., device_map=..., **kw)`` where ``kw`` is
    ``quantizer.load_kwargs(ctx)`` when the quantizer has ``on_load = True``; ``model.gguf_file`` is passed as
    ``gguf_file=``. The tokenizer is loaded into ``ctx.tokenizer``; ``ctx.arch`` is the loaded model's
-   :class:`~tunekit.core.arch.ModelArch`. Perplexity "before" is measured here (after an on-load quantizer).
+   :class:`~tunekit.core.arch.ModelArch`. An on-load quantizer's ``prepare_loaded(model, ctx)`` runs right after
+   loading, before any forward. Perplexity "before" is measured here, always on the unmodified base: with
+   an on-load quantizer the base is first loaded without it, evaluated and freed (:func:`measure_baseline`).
 2. **context**  ``model = context_extender.apply(model, ctx)``
 3. **prune**    ``model = pruner.apply(model, ctx)``
 4. **quantize** ``model = quantizer.apply(model, ctx)`` — for post-training quantizers *and* on-load ones
@@ -130,7 +132,7 @@ def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: 
         elif stage == "evaluate" and (recipe.eval.perplexity or recipe.eval.tasks):
             stages.append({"stage": "evaluate", "perplexity": recipe.eval.perplexity, "seq_len": recipe.eval.seq_len,
                            "stride": recipe.eval.stride or recipe.eval.seq_len, "max_tokens": recipe.eval.max_tokens,
-                           "data": recipe.eval.data or (str(data) if data else "shipped Persuasion excerpt"),
+                           "data": recipe.eval.data or "shipped Persuasion excerpt",
                            "tasks": list(recipe.eval.tasks)})
         elif stage == "export":
             stages.append({"stage": "export", "output": str(output) if output else None,
@@ -219,6 +221,8 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if gguf:
         kwargs["gguf_file"] = gguf
     quantizer = ctx.extras["stages"].get("quantizer")
+    if ctx.extras.get("unquantized"):
+        quantizer = None  # the baseline load of a quantize-on-load run: the unmodified base
     if isinstance(quantizer, Quantizer) and quantizer.on_load:
         kwargs.update(quantizer.load_kwargs(ctx))
     ctx.log(f"loading {path}{' (' + gguf + ')' if gguf else ''}")
@@ -231,6 +235,8 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         tokenizer.pad_token = tokenizer.eos_token
     ctx.tokenizer = tokenizer
     ctx.arch = ModelArch.from_hf_config(loaded.config.to_dict(), name=path.name)
+    if isinstance(quantizer, Quantizer) and quantizer.on_load:
+        loaded = quantizer.prepare_loaded(loaded, ctx)  # before any forward (see Quantizer.prepare_loaded)
     loaded.eval()
     ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
                dtype=str(loaded.dtype).replace("torch.", ""))
@@ -258,7 +264,7 @@ def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     phase = ctx.extras.get("phase", "after")
     ev = ctx.recipe.eval
     if ev.perplexity:
-        text = evaluate.eval_text(ev.data, ctx.data_path)
+        text = evaluate.eval_text(ev.data)
         ppl = evaluate.perplexity(model, ctx.tokenizer, text, seq_len=ev.seq_len, stride=ev.stride,
                                   max_tokens=ev.max_tokens, progress=ctx.extras.get("progress"),
                                   label=f"perplexity ({phase})")
@@ -320,12 +326,50 @@ def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any,
     result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)
     elapsed = round(time.perf_counter() - start, 3)
     label = stage if stage != "evaluate" else f"evaluate_{ctx.extras.get('phase', 'after')}"
+    if stage == "load" and ctx.extras.get("unquantized"):
+        label = "load_baseline"
     ctx.metrics.setdefault("timings_s", {})[label] = elapsed
     reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=_peak_memory_mb())
     return model if result is None else result
 
 
 # -- the run ---------------------------------------------------------------------------------
+
+
+def _quantizes_on_load(resolved: ResolvedRecipe) -> bool:
+    from tunekit.core.kinds import Quantizer
+
+    quantizer = resolved.stages.get("quantizer")
+    return isinstance(quantizer, Quantizer) and quantizer.on_load
+
+
+def measure_baseline(registry: Registry, ctx: StageContext, reporter: Reporter) -> None:
+    """Perplexity "before" of a quantize-on-load run, on the unmodified base: load it without the
+    quantizer, evaluate, free it; the run then loads again, quantized.
+
+    Why two loads: measured after an on-load quantizer, "before" would already carry the quantization
+    cost and the run would report none. When the unquantized base does not fit, the run says plainly
+    that no baseline was measured instead of reporting a quantized one as the base.
+    """
+    import gc
+
+    import torch
+
+    ctx.extras["unquantized"] = True
+    ctx.extras["phase"] = "before"
+    try:
+        base = run_stage(registry, "load", None, None, ctx, reporter)
+        run_stage(registry, "evaluate", None, base, ctx, reporter)
+        ctx.record("evaluate", baseline="unquantized base (loaded without the quantize-on-load method)")
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        ctx.record("evaluate", baseline=f"not measured: the unquantized base does not fit ({exc})")
+        ctx.log("no baseline perplexity: the unquantized base does not fit in memory; only 'after' is measured")
+    finally:
+        ctx.extras["unquantized"] = False
+        base = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 @contextmanager
@@ -405,10 +449,14 @@ def apply_recipe(
     with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
         ctx.output_dir = tmp
         seed_everything(resolved.recipe)
-        current: Any = run_stage(registry, "load", None, None, ctx, reporter)
-        if resolved.recipe.eval.perplexity and info.is_main:
-            ctx.extras["phase"] = "before"
-            current = run_stage(registry, "evaluate", None, current, ctx, reporter)
+        if resolved.recipe.eval.perplexity and info.is_main and _quantizes_on_load(resolved):
+            measure_baseline(registry, ctx, reporter)
+            current: Any = run_stage(registry, "load", None, None, ctx, reporter)
+        else:
+            current = run_stage(registry, "load", None, None, ctx, reporter)
+            if resolved.recipe.eval.perplexity and info.is_main:
+                ctx.extras["phase"] = "before"
+                current = run_stage(registry, "evaluate", None, current, ctx, reporter)
         for stage in ("context", "prune", "quantize", "adapter"):
             plugin = resolved.stages.get(STAGE_SLOT[stage])
             if plugin is not None:

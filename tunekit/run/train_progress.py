@@ -66,7 +66,9 @@ class ProgressCallback(TrainerCallback):
                 self.log(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
                          f"lr {logs.get('learning_rate', 0):.2e}  {speed:.0f} tok/s")
         if "eval_loss" in logs:
-            self.log(f"step {state.global_step}/{state.max_steps}  eval loss {logs['eval_loss']:.4f}")
+            # the evaluation before training runs before the Trainer knows its steps: no "step 0/0"
+            where = f"step {state.global_step}/{state.max_steps}" if state.max_steps else "before training"
+            self.log(f"{where}  eval loss {logs['eval_loss']:.4f}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:

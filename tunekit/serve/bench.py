@@ -41,7 +41,9 @@ def default_backend(path: Path) -> str:
         return "transformers"
     if find_gguf(path) is not None:
         return "llamacpp"
-    raise UsageError(f"{path}: not a Hugging Face model folder nor a GGUF file")
+    if path.is_dir() and (path / "adapter_config.json").is_file():
+        return "transformers"  # an adapter output: its base + the adapter
+    raise UsageError(f"{path}: not a Hugging Face model folder, an adapter folder nor a GGUF file")
 
 
 def weights_size(path: Path, backend: str) -> int:
@@ -145,6 +147,8 @@ def rows(results: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
             value = r.get(key)
             if isinstance(value, (int, float)) and scale:
                 value = round(value / scale, 1)
+            elif isinstance(value, float):
+                value = round(value, 3)  # measured numbers, not 14 decimals of float noise
             cells.append("-" if value is None else str(value))
         if len(results) == 2 and key != "backend":
             a, b = results[0].get(key), results[1].get(key)

@@ -28,7 +28,12 @@ def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens:
         where, kwargs = path.parent, {"gguf_file": path.name}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-    model: Any = AutoModelForCausalLM.from_pretrained(where, dtype="auto", **kwargs)
+    if kwargs:
+        model: Any = AutoModelForCausalLM.from_pretrained(where, dtype="auto", **kwargs)
+    else:  # a model folder or an adapter folder (base + adapter), loaded as generate loads it
+        from tunekit.run.generate import load_output
+
+        model = load_output(where, "auto")
     model = model.to(device).eval()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -14,6 +14,16 @@ KINDS = tuple(KIND_HOOKS)
 """Every plugin kind, recipe slots and exporters alike."""
 
 
+def _default_needs(cls: Any) -> Any:
+    """What the plugin needs at its default params (what a recipe naming only the method runs)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls().needs()
+    except ValidationError:  # a plugin with required params: only its class declaration is known
+        return cls.requires
+
+
 def plugins_report() -> dict[str, Any]:
     """Installed plugins per kind and the failures, as plain data."""
     from tunekit.core.registry import get_registry  # lazy: `tunekit --help` must not pay for pydantic
@@ -24,7 +34,8 @@ def plugins_report() -> dict[str, Any]:
         kinds[kind] = []
         for name, cls in sorted(registry.classes[kind].items()):
             owner = registry.owners[(kind, name)]
-            missing = cls.requires.missing_packages()
+            needs = _default_needs(cls)
+            missing = needs.missing_packages()
             kinds[kind].append({
                 "name": name,
                 "summary": cls.summary,
@@ -33,7 +44,8 @@ def plugins_report() -> dict[str, Any]:
                 "version": owner.version,
                 "ready": not missing,
                 "missing": missing,
-                "extra": cls.requires.extra,
+                "hint": needs.install_hint(missing) if missing else None,
+                "extra": needs.extra,
                 "needs_cuda": cls.requires.cuda,
             })
     failures = [f.__dict__ for f in registry.failures]
@@ -52,14 +64,16 @@ def command(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     if as_json:
         echo_json(report if show_all else {"kinds": report["kinds"]})
         return
+    from rich.markup import escape
+
     out = console()
     t = table("tunekit plugins", ["kind", "name", "from", "ready", "summary"])
     for kind, items in report["kinds"].items():
         if not items:
             t.add_row(kind, "[dim](none installed)[/dim]", "", "", "")
         for item in items:
-            ready = "yes" if item["ready"] else f"no: pip install 'tunekit[{item['extra']}]'" if item["extra"] \
-                else "no: needs " + ", ".join(item["missing"])
+            # escaped: rich would read "[gguf]" in "tunekit[gguf]" as markup and print "pip install 'tunekit'"
+            ready = "yes" if item["ready"] else escape(f"no: {', '.join(item['missing'])} missing: {item['hint']}")
             t.add_row(kind, item["name"], f"{item['distribution']} {item['version']}", ready, item["summary"])
     out.print(t)
     failures = report["failures"]
