@@ -81,3 +81,16 @@ def test_binary_data_is_one_error_naming_the_file(tmp_path: Path, suffix: str) -
     with pytest.raises(UsageError, match="not UTF-8 text") as caught:
         read_records(path)
     assert str(caught.value).startswith(str(path))
+
+
+@pytest.mark.parametrize(("formats", "message"), [
+    ("[nope]", "output.formats[0]: unknown export format 'nope'"),
+    ("[{gguf: {type: zz}}]", "output.formats[0]: gguf: type:"),
+    ("['hf:x']", "output.formats[0]: unknown export format 'hf'"),
+    ("[" + ", ".join(["gguf"] * 17) + "]", "output.formats: List should have at most 16 items"),
+])
+def test_validate_checks_output_formats_like_apply(tmp_path: Path, formats: str, message: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: r\nmodel: {{id: m}}\noutput: {{formats: {formats}}}\n")
+    output = _usage_error(["validate", str(path)])
+    assert f"error: {path}: {message}" in output

@@ -312,6 +312,8 @@ class ResolvedRecipe:
     recipe: Recipe
     source: str
     stages: dict[str, Plugin] = field(default_factory=dict)
+    #: The exporter plugins ``output.formats`` names, resolved here so ``validate`` checks what ``apply`` does.
+    exporters: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe as plain data (what ``tunekit-recipe.yaml`` holds)."""
@@ -323,7 +325,9 @@ class ResolvedRecipe:
 
 
 def resolve_stages(recipe: Recipe, registry: Registry, *, source: str) -> ResolvedRecipe:
-    """Pass two: each stage's plugin validates its own params; then cross-stage checks."""
+    """Pass two: each stage's plugin validates its own params, then the export formats, then cross-stage checks."""
+    from tunekit.exporters import resolve_exporters
+
     resolved = ResolvedRecipe(recipe=recipe, source=source)
     for kind in KINDS:
         spec = getattr(recipe, kind)
@@ -338,6 +342,7 @@ def resolve_stages(recipe: Recipe, registry: Registry, *, source: str) -> Resolv
             resolved.stages[kind] = cls(cls.Params.model_validate(params))
         except ValidationError as exc:
             raise validation_error(exc, source=source, prefix=kind) from None
+    resolved.exporters = resolve_exporters(recipe.output.formats, registry, source=source)
     check_cross_stage(resolved)
     return resolved
 
