@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tunekit.commands import bounds
-from tunekit.errors import UsageError
+from tunekit.errors import TunekitError, UsageError
 
 if TYPE_CHECKING:
     from tunekit.rules.engine import Result
@@ -85,11 +85,15 @@ def write_recipes(result: Result, directory: Path) -> list[Path]:
     """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``."""
     import yaml
 
-    directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for rec in result.recommendations:
-        path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
-        header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
-        path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
-        paths.append(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for rec in result.recommendations:
+            path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
+            header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
+            path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
+            paths.append(path)
+    except OSError as exc:  # /proc, a read-only or full disk, a parent that is a file
+        raise TunekitError(f"--write {directory}: cannot write {exc.filename or directory}: "
+                           f"{exc.strerror or exc}") from None
     return paths
