@@ -24,7 +24,7 @@ import pluggy
 from pydantic import BaseModel
 
 from tunekit import hookspecs
-from tunekit.errors import PluginError, UnknownPluginError
+from tunekit.errors import PluginError, UnknownPluginError, excerpt
 from tunekit.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP, KIND_HOOKS
 from tunekit.kinds import BASES, Plugin
 
@@ -74,7 +74,7 @@ class Registry:
             return self.classes[kind][name]
         except KeyError:
             known = ", ".join(sorted(self.classes.get(kind, {}))) or "none installed"
-            raise UnknownPluginError(f"unknown {kind} '{name}' (available: {known})") from None
+            raise UnknownPluginError(f"unknown {kind} {excerpt(name)} (available: {known})") from None
 
     def all(self) -> list[type[Plugin]]:
         return [cls for kind in KIND_HOOKS for cls in self.classes[kind].values()]

@@ -40,6 +40,7 @@ _EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 20_000
 MAX_CHARS = 2_000_000
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Errors PyYAML's constructors raise for a well-formed but meaningless tag (``!!bool maybe``, ``!!int x``).
 _CONSTRUCT_ERRORS = (KeyError, ValueError, TypeError, OverflowError, RecursionError)
 
@@ -76,9 +77,9 @@ def _cut(text: str, limit: int = 120) -> str:
 
 
 def _parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with a constructor's failure on a tag (``!!bool maybe``) as a YAMLError."""
+    """``yaml.safe_load`` (libyaml's when built in) with a constructor's failure on a tag as a YAMLError."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError:
         raise
     except _CONSTRUCT_ERRORS as exc:
