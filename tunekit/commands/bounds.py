@@ -17,13 +17,15 @@ import click
 class Bounded(click.ParamType):
     """A finite int or float within ``[low, high]`` (``low`` excluded when ``low_open``)."""
 
-    def __init__(self, kind: type, low: float, high: float, *, low_open: bool = False, unit: str = "") -> None:
+    def __init__(self, kind: type[int] | type[float], low: float, high: float, *, low_open: bool = False,
+                 unit: str = "") -> None:
         self.kind, self.low, self.high, self.low_open, self.unit = kind, low, high, low_open, unit
         self.name = kind.__name__
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, self.kind) and not isinstance(value, bool):
-            number = value
+        number: float
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = self.kind(value)
         else:
             try:
                 number = self.kind(str(value).strip())
