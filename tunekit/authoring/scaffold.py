@@ -45,6 +45,15 @@ class PluginNames:
                    class_name=title if title.endswith(suffix) else title + suffix)
 
 
+def refuse_builtin_name(names: PluginNames) -> None:
+    """A built-in name would be skipped at load (built-ins win), and ``tunekit_rope`` would shadow ours."""
+    from tunekit.core.registry import builtin_names, get_registry
+
+    if names.name in builtin_names(get_registry()):
+        raise UsageError(f"plugin name {names.name!r} is a built-in tunekit plugin or method; "
+                         "a third-party plugin by that name would be skipped. Choose another name")
+
+
 def render_files(names: PluginNames, kind: str) -> dict[str, str]:
     """Relative path -> file text of the package for ``kind``."""
     if kind not in KIND_TEMPLATES:
@@ -66,6 +75,7 @@ def render_files(names: PluginNames, kind: str) -> dict[str, str]:
 def new_plugin(raw_name: str, kind: str, directory: Path | None = None) -> Path:
     """Write the package into ``directory/tunekit-NAME`` (never over an existing folder)."""
     names = PluginNames.from_name(raw_name, kind)
+    refuse_builtin_name(names)
     root = (directory or Path.cwd()) / names.distribution
     if root.exists():
         raise OutputExistsError(f"{root} already exists; choose another name or --dir")

@@ -113,9 +113,19 @@ def load(key: str) -> dict[str, CommandInfo] | None:
     if not isinstance(data, dict) or data.get("fingerprint") != key:
         return None
     commands = data.get("commands")
-    if not isinstance(commands, dict) or not all(isinstance(v, dict) for v in commands.values()):
+    if not isinstance(commands, dict) or not all(_well_formed(v) for v in commands.values()):
         return None
     return commands
+
+
+def _well_formed(info: Any) -> bool:
+    """Each field of the shape :func:`describe` writes: a hand-edited or corrupt entry (``"help": 5``)
+    would otherwise break every ``--help`` until the file is deleted; such a file is ignored instead."""
+    if not isinstance(info, dict):
+        return False
+    texts_ok = all(info.get(k) is None or isinstance(info.get(k), str) for k in ("help", "short_help"))
+    return texts_ok and isinstance(info.get("hidden", False), bool) \
+        and isinstance(info.get("deprecated", False), (bool, str))
 
 
 def save(key: str, commands: dict[str, CommandInfo]) -> None:

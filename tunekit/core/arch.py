@@ -115,7 +115,7 @@ class ModelArch:
             hidden = int(config["hidden_size"])
             rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
             experts = int(config.get("num_local_experts") or config.get("num_experts") or 0)
-            return cls(
+            arch = cls(
                 name=name,
                 layers=int(config["num_hidden_layers"]),
                 hidden=hidden,
@@ -135,8 +135,15 @@ class ModelArch:
                 else 0,
                 family=str(config.get("model_type", "")),
             )
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-            raise UsageError(f"{name}: config.json lacks a decoder field tunekit needs: {exc}") from exc
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError) as exc:
+            raise UsageError(f"{name}: config.json: a decoder field tunekit needs is missing or malformed: "
+                             f"{exc}") from None
+        sizes = {"num_hidden_layers": arch.layers, "hidden_size": arch.hidden, "num_attention_heads": arch.heads,
+                 "num_key_value_heads": arch.kv_heads, "vocab_size": arch.vocab, "head_dim": arch.head_dim}
+        bad = [key for key, value in sizes.items() if value <= 0]
+        if bad:  # a negative size would estimate negative memory
+            raise UsageError(f"{name}: config.json {bad[0]} must be a positive integer, got {sizes[bad[0]]}")
+        return arch
 
     @classmethod
     def from_path(cls, path: str | Path) -> ModelArch:
@@ -146,7 +153,9 @@ class ModelArch:
         if not config_file.is_file():
             raise UsageError(f"{path}: no config.json found")
         try:
-            config = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"{config_file}: not a readable JSON config: {exc}") from exc
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or not UTF-8
+            raise UsageError(f"{config_file}: not a readable JSON config: {exc}") from None
+        if not isinstance(config, dict):
+            raise UsageError(f"{config_file}: not a JSON object (a transformers config.json is one)")
         return cls.from_hf_config(config, name=str(path))

@@ -6,6 +6,20 @@ Every error a user can cause is one of these, so the CLI can map it to an exit c
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxlevel = 2
+
+
+def excerpt(value: Any, limit: int = 80) -> str:
+    """A short ``repr`` for error messages: a huge (or alias-expanded) value never lands whole in one."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 class TunekitError(Exception):
     """Base of every error tunekit raises on purpose."""

@@ -64,7 +64,7 @@ class EvalSection(Section):
 class OutputSection(Section):
     dir: str | None = Field(None, description="Output directory (the CLI's --output wins)")
     formats: list[str | dict[str, Any]] = Field(
-        default_factory=lambda: list[str | dict[str, Any]](["hf"]),
+        default_factory=lambda: list[str | dict[str, Any]](["hf"]), max_length=16,
         description="Export formats: hf, merged, or exporter plugins as 'gguf', 'gguf:q4_k_m', "
         "{gguf: q4_k_m} or {gguf: {type: q4_k_m, imatrix: true}}")
     merge: bool = Field(False, description="Also save the adapter merged into the base")

@@ -5,6 +5,11 @@ path a third party's plugin takes. Every failure (import error, a hook that rais
 returns something other than plugin classes, a duplicate name, an invalid ``Params``) is recorded
 with the distribution, version and error, shown by ``tunekit plugins --all``, and skipped.
 ``TUNEKIT_STRICT_PLUGINS=1`` re-raises instead, for plugin developers.
+
+Built-in names win: tunekit's own entry points load first and their classes register first, so a
+third-party entry point or method that reuses a built-in name is the one skipped and reported (with
+its distribution), whatever the names sort like. A name offered by several distributions is
+remembered in :attr:`Registry.contested` so ``validate`` can say which one a recipe gets.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import pluggy
 from pydantic import BaseModel
 
 from tunekit.core import hookspecs
-from tunekit.core.errors import PluginError, UnknownPluginError
+from tunekit.core.errors import PluginError, UnknownPluginError, excerpt
 from tunekit.core.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP
 from tunekit.core.kind_specs import KIND_HOOKS
 from tunekit.core.kinds import BASES, Plugin
 
 STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"
+#: The distribution whose entry points are tunekit's built-in plugins.
+BUILTIN_DISTRIBUTION = "tunekit"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -57,6 +64,8 @@ class Registry:
     owners: dict[tuple[str, str], PluginSource] = field(default_factory=dict)
     sources: dict[str, PluginSource] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+    #: (kind, name) -> every other source that offered the name and was skipped.
+    contested: dict[tuple[str, str], list[PluginSource]] = field(default_factory=dict)
     #: True when built from the installed entry points alone: only then may its commands be cached.
     from_entry_points_only: bool = False
 
@@ -66,7 +75,7 @@ class Registry:
             return self.classes[kind][name]
         except KeyError:
             known = ", ".join(sorted(self.classes.get(kind, {}))) or "none installed"
-            raise UnknownPluginError(f"unknown {kind} '{name}' (available: {known})") from None
+            raise UnknownPluginError(f"unknown {kind} {excerpt(name)} (available: {known})") from None
 
     def all(self) -> list[type[Plugin]]:
         return [cls for kind in KIND_HOOKS for cls in self.classes[kind].values()]
@@ -85,8 +94,18 @@ class Registry:
                 results.append((impl.plugin_name, value))
         return results
 
-    def _fail(self, plugin: str, error: str, exc: BaseException | None = None) -> None:
-        source = self.sources.get(plugin, PluginSource(plugin, "?", "?"))
+    def provenance(self, kind: str, name: str) -> str | None:
+        """Which distribution ``name`` comes from, when other distributions offered it too (else None)."""
+        skipped = self.contested.get((kind, name))
+        if not skipped:
+            return None
+        owner = self.owners[(kind, name)]
+        others = ", ".join(sorted({f"{s.distribution} {s.version}".strip() for s in skipped}))
+        return f"{kind} '{name}' comes from {owner.distribution} {owner.version} (also offered by {others}: skipped)"
+
+    def _fail(self, plugin: str, error: str, exc: BaseException | None = None,
+              source: PluginSource | None = None) -> None:
+        source = source or self.sources.get(plugin, PluginSource(plugin, "?", "?"))
         self.failures.append(PluginFailure(plugin, source.distribution, source.version, error))
         if strict_mode():
             raise PluginError(f"plugin '{plugin}' ({source.distribution} {source.version}): {error}") from exc
@@ -119,8 +138,17 @@ def _validate_class(kind: str, obj: Any) -> str | None:
     return None
 
 
+def _is_builtin(source: PluginSource) -> bool:
+    return source.distribution == BUILTIN_DISTRIBUTION
+
+
 def _iter_entry_points() -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    """tunekit's own entry points first (they win every name clash), then the rest by name."""
+    def key(ep: metadata.EntryPoint) -> tuple[bool, str]:
+        dist = getattr(ep.dist, "name", None)
+        return (dist != BUILTIN_DISTRIBUTION, ep.name)
+
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=key)
 
 
 def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None = None) -> Registry:
@@ -132,12 +160,14 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
     for ep in _iter_entry_points() if entry_points else []:
         dist = ep.dist
         source = PluginSource(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        if ep.name in registry.sources:  # the first (built-in) owner keeps the name; the newcomer is reported
+            first = registry.sources[ep.name]
+            registry._fail(ep.name, f"another entry point already uses this name ({first.distribution} "
+                           f"{first.version}); {ep.value} not loaded", source=source)
+            continue
         registry.sources[ep.name] = source
         if ep.name in blocked:
             pm.set_blocked(ep.name)
-            continue
-        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
-            registry._fail(ep.name, "another entry point already uses this name")
             continue
         try:
             module = ep.load()
@@ -176,8 +206,13 @@ def _check_unknown_hooks(registry: Registry) -> None:
 
 
 def _collect_classes(registry: Registry) -> None:
+    """Register each returned class; built-in plugins' classes first, so a clash skips the newcomer."""
+    def builtin_first(item: tuple[str, Any]) -> tuple[bool, str]:
+        source = registry.sources.get(item[0])
+        return (not (source and _is_builtin(source)), item[0])
+
     for kind, hook_name in KIND_HOOKS.items():
-        for plugin_name, returned in registry.call_safely(hook_name):
+        for plugin_name, returned in sorted(registry.call_safely(hook_name), key=builtin_first):
             items = returned if isinstance(returned, (list, tuple)) else [returned]
             for obj in items:
                 problem = _validate_class(kind, obj)
@@ -187,6 +222,8 @@ def _collect_classes(registry: Registry) -> None:
                 existing = registry.classes[kind].get(obj.name)
                 if existing is not None:
                     first = registry.owners[(kind, obj.name)]
+                    newcomer = registry.sources.get(plugin_name, PluginSource(plugin_name, "?", "?"))
+                    registry.contested.setdefault((kind, obj.name), []).append(newcomer)
                     registry._fail(
                         plugin_name,
                         f"{kind} name '{obj.name}' is already registered by plugin '{first.plugin}' "
@@ -197,6 +234,13 @@ def _collect_classes(registry: Registry) -> None:
                 registry.owners[(kind, obj.name)] = registry.sources.get(
                     plugin_name, PluginSource(plugin_name, "?", "?")
                 )
+
+
+def builtin_names(registry: Registry) -> set[str]:
+    """Names a third-party plugin may not take: tunekit's entry points and its plugins' method names."""
+    names = {name for name, source in registry.sources.items() if _is_builtin(source)}
+    names.update(name for (_kind, name), source in registry.owners.items() if _is_builtin(source))
+    return names
 
 
 _cached: Registry | None = None

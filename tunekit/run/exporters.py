@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
-from tunekit.core.errors import RecipeError
+from tunekit.core.errors import RecipeError, excerpt
 
 if TYPE_CHECKING:
     from tunekit.core.context import StageContext
@@ -38,7 +38,7 @@ def parse_format(entry: str | dict[str, Any]) -> tuple[str, Any]:
     if isinstance(entry, dict) and len(entry) == 1:
         ((name, value),) = entry.items()
         return str(name).strip().lower(), value
-    raise ValueError(f"a format is a name, 'name:value' or a one-key mapping, got {entry!r}")
+    raise ValueError(f"a format is a name, 'name:value' or a one-key mapping, got {excerpt(entry)}")
 
 
 def resolve_exporters(formats: list[str | dict[str, Any]], registry: Registry,
@@ -76,7 +76,7 @@ def resolve_exporters(formats: list[str | dict[str, Any]], registry: Registry,
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             got = first.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            shown = "" if isinstance(got, dict) else f" (got {excerpt(got)})"
             raise RecipeError(f"{name}: {where}: {first.get('msg')}{shown}", source=source, key=key) from None
     return exporters
 

@@ -48,31 +48,64 @@ class TrainData:
 # -- reading -------------------------------------------------------------------------------
 
 
+def _read_text(path: Path) -> str:
+    """A data file's text; binary (parquet, a model file) or non-UTF-8 data is one clear error, not a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); training data is .txt or .jsonl "
+                         "in UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """One JSONL record of a shape tunekit trains on, or a UsageError at ``file:line``.
+
+    ``str(None)`` would train on the word "None" and an instruction without ``output`` on an empty
+    answer; both are mistakes in the data, so they stop the run before any weight loads.
+    """
+    if not isinstance(record, dict) or not ({"text", "instruction"} & record.keys()):
+        raise UsageError(f"{where}: expected an object with 'text' or 'instruction'/'output'")
+    fields = ("text",) if "text" in record and "instruction" not in record else ("instruction", "output")
+    for name in fields:
+        if name not in record:
+            raise UsageError(f"{where}: an 'instruction' record needs an '{name}' (the answer to train on)")
+        if not isinstance(record[name], str):
+            raise UsageError(f"{where}: '{name}' must be a string, got {_type_name(record[name])}")
+    if "instruction" in record and record.get("input") is not None and not isinstance(record["input"], str):
+        raise UsageError(f"{where}: 'input' must be a string or null, got {_type_name(record['input'])}")
+    return record
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Records from a ``.txt`` file, a folder of ``.txt`` files, or a ``.jsonl`` file."""
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
             raise UsageError(f"{path}: no .txt files in this folder")
-        return [{"text": f.read_text(encoding="utf-8")} for f in files]
+        return [{"text": _read_text(f)} for f in files]
     if not path.is_file():
         raise UsageError(f"{path}: training data not found")
     if path.suffix in {".jsonl", ".json"}:
         records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(_read_text(path).splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{number}: not a JSON line: {exc.msg}") from None
-            if not isinstance(record, dict) or not ({"text", "instruction"} & record.keys()):
-                raise UsageError(f"{path}:{number}: expected an object with 'text' or 'instruction'/'output'")
-            records.append(record)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise UsageError(f"{path}:{number}: not a JSON line: {reason}") from None
+            records.append(check_record(record, f"{path}:{number}"))
         if not records:
             raise UsageError(f"{path}: no records")
         return records
-    return [{"text": path.read_text(encoding="utf-8")}]
+    return [{"text": _read_text(path)}]
 
 
 # -- rendering and tokenizing --------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.rules.conditions import check
-from tunekit.core.errors import UsageError
+from tunekit.core.errors import UsageError, excerpt
 from tunekit.core.resources import shipped_recipe_dir
 
 if TYPE_CHECKING:
@@ -60,11 +60,17 @@ class Rule:
 def parse_rule(data: Any, origin: str) -> Rule:
     """Validate one rule mapping; errors name the origin and the rule id."""
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise UsageError(f"{origin}: a rule must be a mapping with a string 'id', got {data!r}")
-    where = f"{origin}: rule '{data['id']}'"
-    unknown = set(data) - _FIELDS
+        raise UsageError(f"{origin}: a rule must be a mapping with a string 'id', got {excerpt(data)}")
+    where = f"{origin}: rule {excerpt(data['id'])}"
+    unknown = set(map(str, data)) - _FIELDS
     if unknown:
-        raise UsageError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_FIELDS)})")
+        raise UsageError(f"{where}: unknown keys {excerpt(sorted(unknown))} (allowed: {sorted(_FIELDS)})")
+    priority = data.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise UsageError(f"{where}: 'priority' must be an integer (higher wins), got {excerpt(priority)}")
+    for name in ("levers", "prefer", "drop", "next"):
+        if not isinstance(data.get(name) or [], list):
+            raise UsageError(f"{where}: '{name}' must be a list, got {excerpt(data[name])}")
     levers = tuple(data.get("levers") or ())
     bad = [lv for lv in levers if lv not in LEVERS]
     if bad:
@@ -73,7 +79,7 @@ def parse_rule(data: Any, origin: str) -> Rule:
         check(data.get("when"))
         for item in [*(data.get("prefer") or []), *(data.get("drop") or [])]:
             if not isinstance(item, dict):
-                raise UsageError(f"prefer/drop items must be mappings, got {item!r}")
+                raise UsageError(f"prefer/drop items must be mappings, got {excerpt(item)}")
             check(item.get("when"))
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -81,7 +87,7 @@ def parse_rule(data: Any, origin: str) -> Rule:
     if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
         raise UsageError(f"{where}: 'set' must map recipe sections to mappings")
     return Rule(id=data["id"], description=str(data.get("description", "")).strip(),
-                source=str(data.get("source", "")), when=data.get("when"), priority=int(data.get("priority", 0)),
+                source=str(data.get("source", "")), when=data.get("when"), priority=priority,
                 levers=levers, set=settings, prefer=tuple(data.get("prefer") or ()),
                 drop=tuple(data.get("drop") or ()), note=str(data.get("note", "")).strip(),
                 next=tuple(data.get("next") or ()), origin=origin)
@@ -92,8 +98,11 @@ def read_rule_file(path: Path) -> list[Rule]:
 
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: cannot read rules: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: cannot read rules: not UTF-8 text (byte {exc.start})") from None
+    except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError, RecursionError) as exc:
+        # KeyError/ValueError: a tag the safe constructor cannot build (``priority: !!bool high``)
+        raise UsageError(f"{path}: cannot read rules: {excerpt(str(exc), 200)}") from None
     items = data.get("rules", []) if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise UsageError(f"{path}: expected 'rules: [...]' or a list of rules")

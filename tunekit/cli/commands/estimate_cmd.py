@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from tunekit.cli.commands import bounds
 from tunekit.core.errors import UsageError
 from tunekit.core.sharding import STRATEGIES
 
@@ -17,19 +18,19 @@ METHODS = ("full", "lora", "qlora", "infer")
 @click.option("--model", "model_name", help="Catalog id or alias, HF id, local folder or config.json.")
 @click.option("--params", help="Generic dense model of this size, e.g. 7B.")
 @click.option("--method", type=click.Choice(METHODS), help="full | lora | qlora | infer (default: lora).")
-@click.option("--bits", type=float, help="Weight bits: 16, 8, 4, 3, 2 (qlora default 4).")
+@click.option("--bits", type=bounds.BITS, help="Weight bits: 16, 8, 4, 3, 2 (qlora default 4).")
 @click.option("--quant", help="Weight format: nf4, int8, int4, fp8, a GGUF type (Q4_K_M...) or an installed quantizer.")
 @click.option("--adapter", "adapter_name", help="Adapter plugin (lora, dora, vera...) whose trainable params to count.")
-@click.option("--rank", "-r", "rank", type=int, help="Adapter rank, when the adapter plugin has an r param.")
-@click.option("--seq-len", type=int, help="Tokens per sequence (default 2048 training, 4096 inference).")
-@click.option("--batch", type=int, help="Micro-batch (training) or concurrent sequences (inference).")
+@click.option("--rank", "-r", "rank", type=bounds.RANK, help="Adapter rank, when the adapter plugin has an r param.")
+@click.option("--seq-len", type=bounds.TOKENS, help="Tokens per sequence (default 2048 training, 4096 inference).")
+@click.option("--batch", type=bounds.BATCH, help="Micro-batch (training) or concurrent sequences (inference).")
 @click.option("--grad-ckpt/--no-grad-ckpt", default=None, help="Gradient checkpointing (default on).")
 @click.option("--optimizer", type=click.Choice(["adamw", "adamw-8bit", "paged-adamw-8bit", "sgd"]))
 @click.option("--attention", type=click.Choice(["sdpa", "eager"]), help="SDPA/flash (default) or eager.")
-@click.option("--kv-bits", type=float, help="KV cache bits: 16, 8 (q8_0/fp8), 4.")
-@click.option("--gpus", type=int, help="GPUs to shard over.")
+@click.option("--kv-bits", type=bounds.BITS, help="KV cache bits: 16, 8 (q8_0/fp8), 4.")
+@click.option("--gpus", type=bounds.GPUS, help="GPUs to shard over.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="Sharding.")
-@click.option("--vram", type=float, help="Budget per GPU, GB, for --max-seq-len/--max-batch/--smallest-quant.")
+@click.option("--vram", type=bounds.GB, help="Budget per GPU, GB, for --max-seq-len/--max-batch/--smallest-quant.")
 @click.option("--max-seq-len", "ask_seq", is_flag=True, help="Print the longest --seq-len that fits --vram.")
 @click.option("--max-batch", "ask_batch", is_flag=True, help="Print the largest --batch that fits --vram.")
 @click.option("--smallest-quant", "ask_quant", is_flag=True, help="Print the least quantization that fits --vram.")

@@ -40,16 +40,22 @@ def recipes_ls() -> None:
 def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Validate recipe files (schema, plugin params, cross-stage checks). Exit 2 if any is bad."""
     from tunekit.core.recipe import load_recipe
+    from tunekit.core.registry import get_registry
 
+    registry = get_registry()
     bad = 0
     for name in files:
         try:
-            load_recipe(name, overrides=list(overrides))
+            resolved = load_recipe(name, overrides=list(overrides), registry=registry)
         except RecipeError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             bad += 1
         else:
             click.echo(f"ok: {name}")
+            for kind, plugin in resolved.stages.items():
+                note = registry.provenance(kind, plugin.name)
+                if note:
+                    click.echo(f"  note: {note}")
     if bad:
         raise SystemExit(2)
 

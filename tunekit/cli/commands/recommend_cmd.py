@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tunekit.core.errors import UsageError
+from tunekit.cli.commands import bounds
+from tunekit.core.errors import TunekitError, UsageError
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Result
@@ -17,10 +18,10 @@ GOALS = ("finetune", "serve", "long-context", "compress")
 
 def hardware_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--vram", type=float, help="GPU memory per GPU, GB (default: detect)."),
-        click.option("--gpus", type=int, help="Number of GPUs."),
+        click.option("--vram", type=bounds.GB, help="GPU memory per GPU, GB (default: detect)."),
+        click.option("--gpus", type=bounds.GPUS, help="Number of GPUs."),
         click.option("--gpu", "gpu_name", help="GPU model, e.g. rtx-4090, a100-40gb, h100 (sets VRAM, bf16, fp8)."),
-        click.option("--ram", type=float, help="CPU RAM, GB (default: detect)."),
+        click.option("--ram", type=bounds.GB, help="CPU RAM, GB (default: detect)."),
         click.option("--cpu-only", is_flag=True, help="No GPU: plan for the CPU."),
     ]):
         func = option(func)
@@ -33,12 +34,12 @@ def hardware_options(func: Any) -> Any:
 @click.option("--params", help="Generic dense model of this size, e.g. 7B (when the model is not in the catalog).")
 @click.option("--goal", type=click.Choice(GOALS), default="finetune", show_default=True)
 @click.option("--symptom", "symptoms", multiple=True, help="What goes wrong (repeatable); see --list-symptoms.")
-@click.option("--seq-len", type=int, help="Tokens per sequence (training or serving).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Micro-batch / concurrent sequences.")
-@click.option("--context", "context_target", type=int, help="Target context length (long-context goal).")
+@click.option("--seq-len", type=bounds.TOKENS, help="Tokens per sequence (training or serving).")
+@click.option("--batch", type=bounds.BATCH, default=1, show_default=True, help="Micro-batch / concurrent sequences.")
+@click.option("--context", "context_target", type=bounds.TOKENS, help="Target context length (long-context goal).")
 @click.option("--data", help="Training data path to put into written fine-tuning recipes.")
-@click.option("--top", type=int, default=5, show_default=True, help="How many recommendations.")
-@click.option("--margin", type=float, default=0.1, show_default=True, help="VRAM fraction kept free.")
+@click.option("--top", type=bounds.TOP, default=5, show_default=True, help="How many recommendations.")
+@click.option("--margin", type=bounds.MARGIN, default=0.1, show_default=True, help="VRAM fraction kept free.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {facts, recommendations}.")
 @click.option("--explain", is_flag=True, help="Show every rule considered and every candidate dropped.")
 @click.option("--write", "write_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -84,11 +85,15 @@ def write_recipes(result: Result, directory: Path) -> list[Path]:
     """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``."""
     import yaml
 
-    directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for rec in result.recommendations:
-        path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
-        header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
-        path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
-        paths.append(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for rec in result.recommendations:
+            path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
+            header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
+            path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
+            paths.append(path)
+    except OSError as exc:  # /proc, a read-only or full disk, a parent that is a file
+        raise TunekitError(f"--write {directory}: cannot write {exc.filename or directory}: "
+                           f"{exc.strerror or exc}") from None
     return paths
