@@ -212,7 +212,7 @@ def test_several_gpus_shard_training_with_fsdp(registry: Registry, rules: list) 
     first = result.recommendations[0]
     assert first.fits and first.recipe["distributed"] == {"strategy": "fsdp", "gpus": 8}
     assert first.candidate.memory.assumptions["strategy"] == "fsdp"  # type: ignore[union-attr]
-    assert any("tunekit launch RECIPE --gpus 8" in r for r in first.reasons)
+    assert any("sharded with FSDP over 8 GPUs" in r for r in first.reasons)
 
 
 def test_pure_and_json_shape(registry: Registry, rules: list) -> None:

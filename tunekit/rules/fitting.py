@@ -1,0 +1,126 @@
+"""Making a candidate fit before judging it: shard it over the GPUs, page its optimizer, shorten its sequence.
+
+The order is the one a practitioner follows when a training run runs out of memory (HF's "methods and
+tools for efficient training on a single GPU"): gradient checkpointing (always on in recommended
+recipes), an 8-bit optimizer, a shorter sequence; changing the method (another adapter, a lower-bit
+base) comes after, as a candidate of its own. Each function returns a new candidate and why it changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tunekit.estimate import estimate, max_seq_len
+from tunekit.hardware import smallest_gpu_fitting
+from tunekit.rules import candidates as gen
+
+if TYPE_CHECKING:
+    from tunekit.plugins import Registry
+    from tunekit.rules.engine import Facts
+
+Fitted = tuple[gen.Candidate, list[str]]
+
+
+def fits(facts: Facts, cand: gen.Candidate) -> bool:
+    assert cand.memory is not None
+    return cand.memory.total_gb * (1 + facts.margin) <= facts.budget_gb()
+
+
+def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
+    """With several GPUs, a training candidate that does not fit on one is sharded (FSDP full_shard).
+
+    A 4-bit base sharded by FSDP needs its packed weights stored in the compute dtype (bnb
+    ``quant_storage``, the route transformers and PEFT document): set when the quantizer has the field."""
+    gpus = facts.hardware.gpus
+    if gpus < 2 or cand.method == "infer" or fits(facts, cand):
+        return cand, []
+    stages = dict(cand.stages)
+    quant = stages.get("quantizer")
+    if quant is not None:
+        cls = registry.classes["quantizer"].get(quant["method"])
+        extra = gen.plugin_params(cls, {"quant_storage": "bfloat16"}) if cls is not None else None
+        stages["quantizer"] = {**quant, **(extra or {})}
+    sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,
+                                                          setup=replace(cand.setup, strategy="fsdp", gpus=gpus)))
+    return sharded, [f"sharded with FSDP over {gpus} GPUs (weights, gradients and optimizer state / {gpus}): "
+                     f"~{sharded.memory.total_gb:.1f} GB per GPU" if sharded.memory else ""]
+
+
+def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """Swap AdamW for bitsandbytes' 8-bit AdamW when the candidate does not fit (state 8 -> 2 bytes/param)."""
+    if cand.method == "infer" or cand.setup.optimizer != "adamw" or fits(facts, cand):
+        return cand, []
+    lean = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="adamw-8bit")))
+    return lean, ["8-bit AdamW (bitsandbytes) to fit: optimizer state 2 bytes/param instead of 8"]
+
+
+def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """Shorten the sequence until the candidate fits (down to 512 tokens in training, 2048 serving); the
+    user's --seq-len is kept unless the ``savings`` lever is asked to find what fits. When even the floor
+    does not fit, leave it there so the near miss shows its leanest configuration."""
+    assert cand.memory is not None
+    budget = facts.budget_gb() / (1 + facts.margin)
+    pinned = facts.seq_len is not None and cand.lever != "savings"
+    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context":
+        return cand, []
+    floor = min(512 if cand.method != "infer" else 2048, cand.setup.seq_len)
+    best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len)
+    chosen = max(floor, best // 256 * 256)
+    short = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, seq_len=chosen)))
+    assert short.memory is not None
+    if best < floor:
+        return short, [f"does not fit even at {chosen} tokens (~{short.memory.total_gb:.1f} GB)"]
+    how = "pass --seq-len to choose" if facts.seq_len is None else f"was {facts.seq_len}"
+    return short, [f"fits at seq_len {chosen} tokens ({how})"]
+
+
+def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
+    """Shard, then page the optimizer, then shorten; the reasons of each step that changed something."""
+    reasons: list[str] = []
+    for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
+                 lambda c: shorten(facts, c)):
+        cand, why = step(cand)
+        reasons += why
+    return cand, reasons
+
+
+def no_fit(facts: Facts, cands: list[gen.Candidate]) -> dict[str, Any]:
+    """The smallest single GPU that would fit the leanest candidate, and the multi-GPU/offload options."""
+    lean = min(cands, key=lambda c: c.memory.total_gb if c.memory else float("inf"))
+    assert lean.memory is not None
+    need = lean.memory.total_gb * (1 + facts.margin)
+    gpu = smallest_gpu_fitting(need)
+    out: dict[str, Any] = {"leanest": lean.name, "needs_gb": round(need, 1),
+                           "smallest_gpu": gpu.name if gpu else None,
+                           "smallest_gpu_vram_gb": gpu.vram_gb if gpu else None}
+    per_gpu = facts.hardware.vram_gb or (gpu.vram_gb if gpu else 80.0)
+    recipe = f"{facts.model.name}-{lean.name}.yaml"
+    for n in (2, 4, 8, 16, 32, 64):
+        if lean.method == "infer":
+            est = estimate(facts.model, lean.setup, gpus=n)
+        else:
+            est = estimate(facts.model, lean.setup, gpus=n, strategy="fsdp")
+        if est.total_gb * (1 + facts.margin) <= per_gpu:
+            out["multi_gpu"] = {"gpus": n, "per_gpu_gb": round(est.total_gb, 1), "strategy": "fsdp"
+                                if lean.method != "infer" else "tensor-parallel"}
+            if lean.method == "infer":
+                hub = facts.model.aliases[0] if facts.model.aliases else facts.model.name
+                out["commands"] = [f"vllm serve {hub} --tensor-parallel-size {n}"]
+            else:
+                out["commands"] = [
+                    f"tunekit launch {recipe} --gpus {n} --strategy fsdp -- --output out/{facts.model.name}",
+                    f"accelerate launch --num_processes {n} --use_fsdp --fsdp_sharding_strategy FULL_SHARD "
+                    f"-m tunekit apply {recipe} --output out/{facts.model.name} --set distributed.strategy=fsdp "
+                    f"--set distributed.gpus={n}",
+                    f"accelerate launch --num_processes {n} --use_deepspeed --zero_stage 3 -m tunekit apply {recipe} "
+                    f"--output out/{facts.model.name} --set distributed.strategy=zero3 --set distributed.gpus={n}",
+                ]
+            break
+    if lean.method != "infer":
+        off = estimate(facts.model, lean.setup, strategy="zero3", offloaded=frozenset({"optimizer", "weights"}))
+        out["cpu_offload"] = {"per_gpu_gb": round(off.total_gb, 1),
+                              "cpu_ram_gb": off.assumptions["cpu_offload_gb"],
+                              "how": "DeepSpeed ZeRO-3 with offload_param/offload_optimizer: cpu "
+                                     "(distributed.offload_params/offload_optimizer), slow but fits"}
+    return out
