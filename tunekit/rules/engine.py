@@ -19,6 +19,7 @@ from tunekit.estimate import estimate
 from tunekit.hardware import Hardware
 from tunekit.model_facts import model_facts
 from tunekit.rules import candidates as gen
+from tunekit.rules import fitting
 from tunekit.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
 from tunekit.rules.fitting import fit, no_fit
 from tunekit.rules.generate import PackageCache, generate
@@ -356,8 +357,11 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
         if why_drop:
             run.dropped.append((cand.name, "; ".join(why_drop)))
             continue
-        fits = cand.memory.total_gb * (1 + run.facts.margin) <= run.facts.budget_gb()
+        fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand)
         score, reasons = _score(run.facts, cand, run.levers, run.fired, cf)
+        if fitting.tight(run.facts, cand):
+            score -= 1.0
+            fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
         reasons[2:2] = fitted
         scored.append((score, cand, reasons, fits))
     return scored

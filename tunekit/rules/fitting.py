@@ -23,8 +23,20 @@ Fitted = tuple[gen.Candidate, list[str]]
 
 
 def fits(facts: Facts, cand: gen.Candidate) -> bool:
+    """Fits with the margin kept free."""
     assert cand.memory is not None
     return cand.memory.total_gb * (1 + facts.margin) <= facts.budget_gb()
+
+
+def tight(facts: Facts, cand: gen.Candidate) -> bool:
+    """Fits only inside the margin: the point estimate is below the memory but the margin is not kept.
+    Published runs sit there (an 8B QLoRA in 6-8 GB), so it is offered, with what to do to make room."""
+    assert cand.memory is not None
+    return not fits(facts, cand) and cand.memory.total_gb <= facts.budget_gb()
+
+
+TIGHT_ADVICE = ("tight: inside the {margin:.0%} margin; close other GPU programs and set "
+                "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")
 
 
 def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
@@ -66,6 +78,8 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
         return cand, []
     floor = min(512 if cand.method != "infer" else 2048, cand.setup.seq_len)
     best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len)
+    if best < floor:  # not with the margin: what fits inside it
+        best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len)
     chosen = max(floor, best // 256 * 256)
     short = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, seq_len=chosen)))
     assert short.memory is not None

@@ -12,9 +12,14 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tunekit.estimate import GB, kv_cache_bytes, weight_bytes
+from tunekit.rules.engine import hub_id
 
 if TYPE_CHECKING:
     from tunekit.rules.engine import Facts, Recommendation
+
+#: Sustained memory bandwidth of a desktop/server CPU socket assumed for llama.cpp decode (dual-channel
+#: DDR5-6000 is ~96 GB/s peak, ~60-70 sustained); the GPU's comes from the GPU table.
+CPU_BANDWIDTH_GBS = 60.0
 
 #: tunekit quantizer name -> vLLM --quantization (None: load the 16-bit weights, or export first)
 VLLM_QUANT = {"awq": "awq", "gptq": "gptq", "nf4": "bitsandbytes", "fp4": "bitsandbytes", "int8": "bitsandbytes",
@@ -40,6 +45,24 @@ def gpu_layers(facts: Facts, rec: Recommendation) -> int:
     return max(0, min(arch.layers, math.floor(free / per_layer)))
 
 
+def output_dir(rec: Recommendation) -> str:
+    """The folder the printed ``tunekit apply ... --output`` line writes."""
+    return f"out/{rec.recipe['name']}"
+
+
+def decode_tokens_per_s(facts: Facts, rec: Recommendation, cpu_bandwidth_gbs: float = CPU_BANDWIDTH_GBS) -> float:
+    """Decode speed bound: every token reads the active weights once (memory-bandwidth bound), the
+    layers on the GPU at its bandwidth and the rest from RAM at the CPU's."""
+    arch, cand = facts.model, rec.candidate
+    per_token = weight_bytes(arch, cand.setup.quant) * arch.param_count(active_only=True) / max(arch.param_count(), 1)
+    if not facts.hardware.gpus or not facts.hardware.bandwidth_gbs:
+        gpu_share, gpu_bw = 0.0, 1.0
+    else:
+        gpu_share, gpu_bw = min(1.0, gpu_layers(facts, rec) / (arch.layers + 1)), facts.hardware.bandwidth_gbs
+    seconds = per_token * gpu_share / (gpu_bw * GB) + per_token * (1 - gpu_share) / (cpu_bandwidth_gbs * GB)
+    return 1 / seconds if seconds else 0.0
+
+
 def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     """vLLM and llama.cpp command lines that match ``rec`` (quantization, length, rope, kv dtype)."""
     arch, cand = facts.model, rec.candidate
@@ -48,11 +71,15 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     context = cand.stages.get("context")
     kv_gb = kv_cache_bytes(arch, seq, cand.setup.batch) / GB
     fp8_kv = facts.hardware.fp8 and kv_gb > 0.25 * max(facts.budget_gb(), 1)
-    vllm = [f"vllm serve {arch.aliases[0] if arch.aliases else arch.name}", f"--max-model-len {seq}"]
+    out = output_dir(rec)
+    # a base quantized while loading (bitsandbytes) is read from the hub; any other quantizer's weights
+    # exist only in the folder `tunekit apply` writes
+    source = hub_id(arch) if not quant or cand.on_load else out
+    vllm = [f"vllm serve {source}", f"--max-model-len {seq}"]
     vllm_ok = quant in VLLM_QUANT and not (quant == "awq" and (cand.stages["quantizer"].get("bits") or 4) != 4)
     if vllm_ok:  # vLLM's AWQ kernels are 4-bit only
         vllm.append(f"--quantization {VLLM_QUANT[str(quant)]}")
-    comment = f"  # {quant}: serve the folder `tunekit apply` writes" if quant and not vllm_ok else ""
+    comment = "  # after `tunekit apply`" if source == out else ""
     if context:
         factor = context.get("factor") or max(1.0, seq / arch.max_context)
         scaling = {"rope_type": context["method"], "factor": factor,
@@ -61,8 +88,13 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     vllm.append(f"--kv-cache-dtype {'fp8' if fp8_kv else 'auto'}")
     if facts.hardware.gpus > 1:
         vllm.append(f"--tensor-parallel-size {facts.hardware.gpus}")
-    gguf = gguf_type(cand.setup.quant.bits)
-    cpp = [f"llama-server -m {arch.name}-{gguf}.gguf", f"-c {seq}", f"-ngl {gpu_layers(facts, rec)}", "-fa on"]
+    gguf = cand.export.upper() if cand.export else gguf_type(cand.setup.quant.bits)
+    # the gguf exporter writes <recipe name>-<TYPE>.gguf into the output folder
+    path = f"{out}/{rec.recipe['name']}-{gguf}.gguf" if cand.export else f"{arch.name}-{gguf}.gguf"
+    cpp = [f"llama-server -m {path}", f"-c {seq}"]
+    if facts.hardware.gpus:  # -ngl offloads layers to a GPU; a CPU-only build has none to offload to
+        cpp.append(f"-ngl {gpu_layers(facts, rec)}")
+    cpp.append("-fa on")
     if context and context["method"] in ("yarn", "linear"):
         factor = context.get("factor") or max(1.0, seq / arch.max_context)
         cpp.append(f"--rope-scaling {context['method']} --rope-scale {factor:g}")
