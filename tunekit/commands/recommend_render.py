@@ -52,7 +52,9 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
     if facts.goal in ("serve", "long-context"):
         for rec in result.recommendations[:3]:
             opts = serve_options(facts, rec)
-            out.print(f"serve #{rec.rank}:\n  {opts['vllm']}\n  {opts['llama_cpp']}", soft_wrap=True)
+            engines = [opts["llama_cpp"]] if rec.candidate.export or not facts.hardware.gpus else [
+                opts["vllm"], opts["llama_cpp"]]  # vLLM serves GPUs; a GGUF is llama.cpp's file
+            out.print(f"serve #{rec.rank}:\n  " + "\n  ".join(engines), soft_wrap=True)
     if result.recommendations:
         first = result.recommendations[0]
         out.print("#1 because: " + "; ".join(first.reasons))

@@ -43,6 +43,8 @@ class Candidate:
     memory: Estimate | None = None
     keep_if_unfit: bool = False
     export: str | None = None  # GGUF file type the ``gguf`` exporter writes (the llama.cpp route)
+    split_layers: int | None = None  # llama.cpp -ngl when the file is split between GPU and RAM
+    tokens_per_s: float | None = None  # decode-speed bound of a split (memory bandwidth / bytes per token)
 
     def facts(self) -> dict[str, Any]:
         """What a rule's ``candidate.*`` conditions see."""

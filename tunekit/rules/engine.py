@@ -357,9 +357,9 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
         if why_drop:
             run.dropped.append((cand.name, "; ".join(why_drop)))
             continue
-        fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand)
+        fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
         score, reasons = _score(run.facts, cand, run.levers, run.fired, cf)
-        if fitting.tight(run.facts, cand):
+        if fitting.tight(run.facts, cand) and cand.split_layers is None:
             score -= 1.0
             fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
         reasons[2:2] = fitted

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.estimate import estimate, max_seq_len
+from tunekit.estimate import GB, estimate, max_seq_len, weight_bytes
 from tunekit.hardware import smallest_gpu_fitting
 from tunekit.rules import candidates as gen
 
@@ -74,7 +74,8 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
     assert cand.memory is not None
     budget = facts.budget_gb() / (1 + facts.margin)
     pinned = facts.seq_len is not None and cand.lever != "savings"
-    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context":
+    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context" \
+            or cand.split_layers is not None:
         return cand, []
     floor = min(512 if cand.method != "infer" else 2048, cand.setup.seq_len)
     best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len)
@@ -89,11 +90,48 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
     return short, [f"fits at seq_len {chosen} tokens ({how})"]
 
 
+#: Sustained memory bandwidth of a desktop/server CPU socket assumed for llama.cpp decode from RAM
+#: (dual-channel DDR5-6000 is ~96 GB/s peak, ~60 sustained); the GPU's comes from the GPU table.
+CPU_BANDWIDTH_GBS = 60.0
+
+
+def decode_tokens_per_s(facts: Facts, gpu_bytes: float, cpu_bytes: float) -> float:
+    """Decode is memory-bandwidth bound: each token reads the weights (and KV cache) once, the part on
+    the GPU at its bandwidth, the part in RAM at the CPU's."""
+    gpu_bw = (facts.hardware.bandwidth_gbs or 0.0) * GB
+    seconds = (gpu_bytes / gpu_bw if gpu_bw else 0.0) + cpu_bytes / (CPU_BANDWIDTH_GBS * GB)
+    return 1 / seconds if seconds > 0 else 0.0
+
+
+def split(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """A GGUF that does not fit the GPU runs split: ``-ngl`` layers on the GPU, the rest from RAM."""
+    ram = 0.8 * facts.hardware.ram_gb * GB
+    if not cand.export or not facts.hardware.gpus or fits(facts, cand) or not ram:
+        return cand, []
+    from tunekit.serving import GPU_RESERVE_BYTES, gpu_layers
+
+    assert cand.memory is not None
+    size = int(weight_bytes(facts.model, cand.setup.quant))
+    vram = int(facts.budget_gb() / (1 + facts.margin) * GB)
+    off = gpu_layers(facts.model, size, vram, cand.setup.seq_len)
+    if off.cpu_bytes > ram:
+        return cand, []
+    speed = decode_tokens_per_s(facts, off.gpu_bytes, off.cpu_bytes)
+    # what stays on the GPU: the offloaded layers with their KV cache, the compute buffers, the context
+    on_gpu = {**cand.memory.breakdown, "weights": float(off.gpu_bytes), "kv_cache": 0.0,
+              "overhead": float(GPU_RESERVE_BYTES)}
+    total = sum(on_gpu.values())
+    memory = replace(cand.memory, breakdown=on_gpu, low=0.9 * total, high=1.1 * total)
+    return replace(cand, split_layers=off.ngl, tokens_per_s=speed, memory=memory), [
+        f"llama.cpp split: -ngl {off.ngl} of {off.layers} layers on the GPU, {off.cpu_bytes / GB:.0f} GB in RAM; "
+        f"~{speed:.1f} tokens/s (bandwidth-bound, {CPU_BANDWIDTH_GBS:g} GB/s RAM assumed)"]
+
+
 def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     """Shard, then page the optimizer, then shorten; the reasons of each step that changed something."""
     reasons: list[str] = []
     for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
-                 lambda c: shorten(facts, c)):
+                 lambda c: split(facts, c), lambda c: shorten(facts, c)):
         cand, why = step(cand)
         reasons += why
     return cand, reasons

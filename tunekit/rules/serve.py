@@ -17,9 +17,6 @@ from tunekit.rules.engine import hub_id
 if TYPE_CHECKING:
     from tunekit.rules.engine import Facts, Recommendation
 
-#: Sustained memory bandwidth of a desktop/server CPU socket assumed for llama.cpp decode (dual-channel
-#: DDR5-6000 is ~96 GB/s peak, ~60-70 sustained); the GPU's comes from the GPU table.
-CPU_BANDWIDTH_GBS = 60.0
 
 #: tunekit quantizer name -> vLLM --quantization (None: load the 16-bit weights, or export first)
 VLLM_QUANT = {"awq": "awq", "gptq": "gptq", "nf4": "bitsandbytes", "fp4": "bitsandbytes", "int8": "bitsandbytes",
@@ -38,6 +35,8 @@ def gpu_layers(facts: Facts, rec: Recommendation) -> int:
     """``-ngl``: every layer when the weights fit, else as many as the VRAM left after KV cache and context."""
     arch, memory = facts.model, rec.candidate.memory
     assert memory is not None
+    if rec.candidate.split_layers is not None:
+        return rec.candidate.split_layers
     if memory.total_gb * (1 + facts.margin) <= facts.budget_gb():
         return arch.layers + 1  # llama.cpp counts the output layer too
     per_layer = weight_bytes(arch, rec.candidate.setup.quant) / arch.layers
@@ -48,19 +47,6 @@ def gpu_layers(facts: Facts, rec: Recommendation) -> int:
 def output_dir(rec: Recommendation) -> str:
     """The folder the printed ``tunekit apply ... --output`` line writes."""
     return f"out/{rec.recipe['name']}"
-
-
-def decode_tokens_per_s(facts: Facts, rec: Recommendation, cpu_bandwidth_gbs: float = CPU_BANDWIDTH_GBS) -> float:
-    """Decode speed bound: every token reads the active weights once (memory-bandwidth bound), the
-    layers on the GPU at its bandwidth and the rest from RAM at the CPU's."""
-    arch, cand = facts.model, rec.candidate
-    per_token = weight_bytes(arch, cand.setup.quant) * arch.param_count(active_only=True) / max(arch.param_count(), 1)
-    if not facts.hardware.gpus or not facts.hardware.bandwidth_gbs:
-        gpu_share, gpu_bw = 0.0, 1.0
-    else:
-        gpu_share, gpu_bw = min(1.0, gpu_layers(facts, rec) / (arch.layers + 1)), facts.hardware.bandwidth_gbs
-    seconds = per_token * gpu_share / (gpu_bw * GB) + per_token * (1 - gpu_share) / (cpu_bandwidth_gbs * GB)
-    return 1 / seconds if seconds else 0.0
 
 
 def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
