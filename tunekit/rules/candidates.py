@@ -36,6 +36,7 @@ class Candidate:
     speedup: float = 1.0
     needs: list[str] = field(default_factory=list)  # unmet requirements -> dropped
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown right after what the candidate is
     calibration: bool = False
     on_load: bool = False  # the base is quantized while loading (bitsandbytes): no calibration pass
     missing_packages: list[str] = field(default_factory=list)

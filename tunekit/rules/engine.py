@@ -74,8 +74,9 @@ class Facts:
         size = arch.param_count() / 1e9
         gpus = max(self.hardware.gpus, 1)
         # a full fine-tune on several GPUs is sharded: the figure that decides is the per-GPU one
-        full = estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus,
-                        strategy="fsdp" if gpus > 1 else "none").total_gb
+        full, full_8bit = (estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, optimizer=opt,
+                                    strategy="fsdp" if gpus > 1 else "none").total_gb
+                           for opt in ("adamw", "adamw-8bit"))
         return {
             "hardware": self.hardware.to_dict(), "model": model_facts(arch), "goal": self.goal, "method": self.method,
             "symptoms": list(self.symptoms), "seq_len": self.seq_len, "batch": self.batch,
@@ -83,7 +84,8 @@ class Facts:
             "size_class": "small" if size < 10 else "medium" if size < 40 else "large",
             "estimates": {
                 "full_finetune_gb": round(full, 1), "full_finetune_per": "GPU, sharded" if gpus > 1 else "GPU",
-                "full_finetune_fits": full * (1 + self.margin) <= self.budget_gb(),
+                "full_finetune_8bit_gb": round(full_8bit, 1),
+                "full_finetune_fits": full_8bit * (1 + self.margin) <= self.budget_gb(),
                 "lora_bf16_gb": round(estimate(arch, method="lora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "qlora_4bit_gb": round(estimate(arch, method="qlora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
@@ -209,6 +211,9 @@ def _resolve(data: dict[str, Any], registry: Registry) -> dict[str, Any]:
     return resolve_stages(validate_data(data, source="recommend"), registry, source="recommend").to_dict()
 
 
+ADAPTER_NAMES = {"lora": "LoRA", "dora": "DoRA", "vera": "VeRA", "lora-fa": "LoRA-FA", "lora-plus": "LoRA+"}
+
+
 def describe(cand: gen.Candidate) -> str:
     """What the candidate is, in words: the first reason, so every row says what it shows."""
     setup, stages = cand.setup, cand.stages
@@ -220,7 +225,7 @@ def describe(cand: gen.Candidate) -> str:
     elif cand.method == "full":
         text = "full fine-tune (every weight)"
     elif adapter:
-        text = f"{adapter.upper() if adapter in ('lora', 'dora', 'vera') else adapter} on a {base} base"
+        text = f"{ADAPTER_NAMES.get(adapter, adapter)} on a {base} base"
     else:
         text = f"serve {base}" if cand.lever != "prune" else f"prune ({cand.stages['pruner']['method']})"
     context = stages.get("context")
@@ -277,7 +282,7 @@ def _score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rul
             if evaluate(item.get("when"), fdict):
                 score += float(item.get("points", 0))
                 ruled.append(f"[{rule.id}] {item.get('reason', '')}".strip())
-    reasons[2:2] = ruled  # the rules' reasons right after what it is: the table shows them first
+    reasons[2:2] = [*cand.warnings, *ruled]  # right after what it is: the table shows them first
     for note in cand.notes:
         reasons.append(note)
     return score, reasons

@@ -127,12 +127,10 @@ def adapter_candidates(facts: Facts, registry: Registry, settings: Settings, lev
 
 
 def full_candidates(facts: Facts, settings: Settings) -> list[gen.Candidate]:
-    """Every weight trained: AdamW, then 8-bit AdamW (sharding over several GPUs happens when fitting)."""
+    """Every weight trained with AdamW (fitting shards it over the GPUs and pages the optimizer if needed)."""
     base = train_setup(facts, settings, method="full")
-    return [gen.Candidate(name=f"full-{opt}", lever="full", method="full", stages={},
-                          setup=replace(base, optimizer=opt),
-                          notes=["trains every weight: the most capacity to learn, and to forget (mix general data)"])
-            for opt in ("adamw", "adamw-8bit")]
+    return [gen.Candidate(name="full", lever="full", method="full", stages={}, setup=base,
+                          notes=["trains every weight: the most capacity to learn, and to forget (mix general data)"])]
 
 
 def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever: str,
@@ -201,7 +199,7 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
                              stages={"context": {"method": cls.name, **params}},
                              setup=infer_setup(facts, settings, seq=target),
                              quality_cost=float(cls.effects.quality_cost) * (2.0 if untuned else 1.0),
-                             notes=[*([warning] if warning else []), *cls.effects.notes])
+                             warnings=[warning] if warning else [], notes=list(cls.effects.notes))
         base = require(base, cls, facts, cache)
         out.append(base)
         if four_bit:
@@ -211,12 +209,19 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
             ainst, aparams = gen.instantiate(lora, settings.get("adapter", {}))
             setup = replace(train_setup(facts, settings), seq_len=target,
                             trainable_params=gen.adapter_trainable(ainst, arch))  # type: ignore[arg-type]
-            out.append(require(gen.Candidate(
+            tune = require(gen.Candidate(
                 name=f"{cls.name}-x{factor:g}-ft", lever="context", method="lora",
                 stages={"context": base.stages["context"], "adapter": {"method": lora.name, **aparams}},
                 setup=setup, quality_cost=float(cls.effects.quality_cost), keep_if_unfit=True,
                 notes=[f"the fine-tune that makes x{factor:g} hold: LoRA at {target} tokens "
-                       "(YaRN: ~400 steps; LongLoRA trains Llama-2-7B to 100k on 8 GPUs)"]), lora, facts, cache))
+                       "(YaRN: ~400 steps; LongLoRA trains Llama-2-7B to 100k on 8 GPUs)"]), lora, facts, cache)
+            nf4 = [q for q in quantizer_options(registry, facts, settings, trainable_only=True)
+                   if 3.5 <= q[0].bits_per_weight() <= 4.6]
+            if nf4:  # a long sequence's activations need the weights' memory back: train on a 4-bit base,
+                # one quantized on load (QLoRA's NF4) before one that needs a calibration pass first
+                best = min(nf4, key=lambda q: (bool(q[0].requires.calibration), q[2]))
+                tune = require(with_quant(tune, *best), type(best[0]), facts, cache)
+            out.append(tune)
     return out
 
 
