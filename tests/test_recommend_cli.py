@@ -66,7 +66,7 @@ def test_list_symptoms_and_unknown_symptom(fake_registry: plugins.Registry) -> N
 def test_text_output_explain_and_retrieval(fake_registry: plugins.Registry) -> None:
     result = invoke("recommend", "--vram", "24", "--model", "llama-3.1-8b", "--explain")
     assert result.exit_code == 0, result.output
-    assert "llama-3.1-8b-lora-bf16" in result.output and "rules considered" in result.output
+    assert "lora-bf16" in result.output and "rules considered" in result.output
     assert "[x] goal-finetune" in result.output and "[ ] goal-serve" in result.output
     honest = invoke("recommend", "--vram", "24", "--model", "llama-3.1-8b", "--symptom", "invents-facts")
     assert "no tuning lever: use retrieval" in honest.output
