@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tunekit.estimate import GB, estimate, max_seq_len, weight_bytes
-from tunekit.hardware import smallest_gpu_fitting
+from tunekit.hardware import GPUS, smallest_gpu_fitting
 from tunekit.rules import candidates as gen
 
 if TYPE_CHECKING:
@@ -74,8 +74,9 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
     assert cand.memory is not None
     budget = facts.budget_gb() / (1 + facts.margin)
     pinned = facts.seq_len is not None and cand.lever != "savings"
-    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context" \
-            or cand.split_layers is not None:
+    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context":
+        return cand, []
+    if cand.export and cand.memory.breakdown["weights"] / GB >= budget:  # no context makes it fit: split it
         return cand, []
     floor = min(512 if cand.method != "infer" else 2048, cand.setup.seq_len)
     best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len)
@@ -95,10 +96,18 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
 CPU_BANDWIDTH_GBS = 60.0
 
 
+def gpu_bandwidth_gbs(facts: Facts) -> float:
+    """The GPU's bandwidth from the table; for a bare --vram, the slowest listed card of that memory size."""
+    if facts.hardware.bandwidth_gbs or not facts.hardware.gpus:
+        return facts.hardware.bandwidth_gbs
+    same = [g.bandwidth_gbs for g in GPUS if g.vram_gb == facts.hardware.vram_gb]
+    return min(same) if same else min(g.bandwidth_gbs for g in GPUS)
+
+
 def decode_tokens_per_s(facts: Facts, gpu_bytes: float, cpu_bytes: float) -> float:
     """Decode is memory-bandwidth bound: each token reads the weights (and KV cache) once, the part on
     the GPU at its bandwidth, the part in RAM at the CPU's."""
-    gpu_bw = (facts.hardware.bandwidth_gbs or 0.0) * GB
+    gpu_bw = gpu_bandwidth_gbs(facts) * GB
     seconds = (gpu_bytes / gpu_bw if gpu_bw else 0.0) + cpu_bytes / (CPU_BANDWIDTH_GBS * GB)
     return 1 / seconds if seconds > 0 else 0.0
 
@@ -131,7 +140,7 @@ def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     """Shard, then page the optimizer, then shorten; the reasons of each step that changed something."""
     reasons: list[str] = []
     for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
-                 lambda c: split(facts, c), lambda c: shorten(facts, c)):
+                 lambda c: shorten(facts, c), lambda c: split(facts, c)):
         cand, why = step(cand)
         reasons += why
     return cand, reasons

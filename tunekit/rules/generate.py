@@ -173,7 +173,7 @@ def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever:
     spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
     cand = gen.Candidate(name=f"gguf-{GGUF_SERVE_TYPE}", lever=lever, method="infer", stages={},
                          setup=replace(infer_setup(facts, settings), quant=spec), quality_cost=0.028,
-                         speedup=16 / spec.bits, export=GGUF_SERVE_TYPE,
+                         speedup=1.5, export=GGUF_SERVE_TYPE,  # as the GPTQ/AWQ plugins declare for 4 bits
                          notes=["llama.cpp Q4_K_M: +0.175 perplexity on Llama-3-8B (llama.cpp quantize README); "
                                 "runs on CPU, GPU or split between them"])
     return [require(cand, cls, facts, cache)]

@@ -11,7 +11,9 @@ The score, with the reason for each part:
   the ``simple`` task halves it (a small model answers simple prompts, faster and cheaper);
 - recency: +1.5 per year after 2023 (newer generations beat older ones a size up: Llama-3.1-8B vs
   Llama-2-13B on MMLU 66 vs 55);
-- task: +4 for a model with the task's skill (code, reasoning); reasoning also wants >= 7B;
+- task: +8 for a model with the task's skill (code, reasoning): a task-tuned model matches a general one
+  3-4x its size on the task (Qwen2.5-Coder-7B-Instruct vs Gemma-3-27B-it, HumanEval 88 vs 88);
+  reasoning also wants >= 7B;
 - instruction-tuned: +2 for serving (a base model continues text, it does not follow instructions);
 - context: -6 when the native window is below --context (RoPE stretching costs quality);
 - the recipe: its own score / 4 (a model that only fits at 3 bits or a short sequence ranks lower);
@@ -43,6 +45,7 @@ USEFUL_SEQ = 1024
 SPLIT_PENALTY = 16.0
 #: Serving with no --latency-ms: slower than ~5 tokens/s (200 ms/token) falls behind reading speed
 READING_MS = 200.0
+TASK_BONUS = 8.0  # see the module docstring: worth a ~4x size step (4 * log2(4))
 
 
 @dataclass
@@ -80,7 +83,7 @@ def prescore(arch: ModelArch, row: dict[str, Any], goal: str, task: str,
         why.append(f"released {row['release']}")
     skills = row.get("skills") or []
     if task in ("code", "reasoning") and task in skills:
-        score += 4
+        score += TASK_BONUS
         why.append(f"{task}-tuned")
     if task == "reasoning" and size < 7:
         score -= 3
@@ -142,10 +145,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
             continue
         score, why = prescore(arch, _row(arch, rows), base.goal, task, base.context_target)
         score -= SPLIT_PENALTY if where == "split" else 0.0
-        pre.append((score, arch, why))
+        pre.append((score, arch, why, where))
     pre.sort(key=lambda item: -item[0])
     cache, picks = PackageCache(), []
-    for score, arch, why in pre[:EVALUATED]:
+    for score, arch, why, where in pre[:EVALUATED]:
         facts = replace(base, model=arch)
         result = recommend(facts, rules, registry, top=1, cache=cache)
         if not result.recommendations or not result.recommendations[0].fits:
@@ -167,6 +170,8 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
         if slowest and speed and 1000 / speed > slowest:
             left_out.append((arch.name, f"~{1000 / speed:.0f} ms/token, slower than {slowest:g} ms"))
             continue
+        if rec.candidate.split_layers is not None and where == "device":
+            score -= SPLIT_PENALTY  # weights fit, their KV cache did not: below the models that fit whole
         picks.append(ModelPick(arch, facts, rec, score + rec.score / 4, why, traded(facts, rec), speed))
     picks.sort(key=lambda p: (-p.score, p.arch.name))
     return picks[:top], left_out
