@@ -55,8 +55,8 @@ def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
         stages["quantizer"] = {**quant, **(extra or {})}
     sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,
                                                           setup=replace(cand.setup, strategy="fsdp", gpus=gpus)))
-    return sharded, [f"sharded with FSDP over {gpus} GPUs (weights, gradients and optimizer state / {gpus}): "
-                     f"~{sharded.memory.total_gb:.1f} GB per GPU" if sharded.memory else ""]
+    # no figure here: later steps (8-bit AdamW, a shorter sequence) change it; the `needs ~` reason has the last
+    return sharded, [f"sharded with FSDP over {gpus} GPUs (weights, gradients and optimizer state / {gpus})"]
 
 
 def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
