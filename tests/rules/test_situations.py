@@ -215,3 +215,22 @@ def test_memory_in_table_and_notes_agree(registry: Registry, rules: list) -> Non
         shown = f"needs ~{rec.candidate.memory.total_gb:.1f} GB"
         assert any(r.startswith(shown) for r in rec.reasons)
     assert not math.isnan(result.facts["estimates"]["full_finetune_gb"])
+
+
+def test_full_finetune_ranks_first_when_asked_and_sharded_fits(registry: Registry, rules: list,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ranking itself, whatever this checkout's recipe validation says about full fine-tuning."""
+    import tunekit.rules.engine as engine
+
+    monkeypatch.setattr(engine, "_resolve", lambda data, registry: data)
+    result = run(registry, rules, "llama-2-13b", vram=80, gpus=2, ram=256, goal="finetune", method="full")
+    first = result.recommendations[0]
+    assert first.candidate.method == "full" and first.fits and "adapter" not in first.recipe
+    assert first.recipe["distributed"] == {"strategy": "fsdp", "gpus": 2}
+    assert first.candidate.memory is not None
+    assert any(r.startswith(f"needs ~{first.candidate.memory.total_gb:.1f} GB") for r in first.reasons)
+    assert not any("GB per GPU" in r for r in first.reasons if r.startswith("sharded"))
+    # one 80 GB GPU: no full fine-tune of a 13B, and the note says so with the one-GPU figure
+    single = run(registry, rules, "llama-2-13b", vram=80, goal="finetune", method="full")
+    assert single.recommendations[0].candidate.method != "full"
+    assert any("full fine-tune does not fit" in n and "per GPU (" in n for n in single.notes)
