@@ -14,8 +14,8 @@ from tunekit_gguf.modelfile import modelfile_text, parse_modelfile
 from tunekit_gguf.types import GGUF_TYPES, gguf_type
 
 from tunekit.core.errors import RecipeError
+from tunekit.core.formats import parse_format, resolve_exporters
 from tunekit.core.registry import load_registry
-from tunekit.run.exporters import parse_format, resolve_exporters
 
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: short catalog keys -> ModelArch field names
 _RENAMES = {"tied": "tied_embeddings", "ctx": "max_context", "theta": "rope_theta", "params": "published_params_b"}
 #: catalog-only keys (not ModelArch fields), kept beside the arch
-_EXTRA_KEYS = ("hf_id", "extra_params_b", "id")
+_EXTRA_KEYS = ("hf_id", "extra_params_b", "id", "release", "licence", "instruct", "skills")
 _ARCH_FIELDS = {f.name for f in fields(ModelArch)}
 
 

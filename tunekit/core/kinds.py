@@ -218,7 +218,7 @@ class Exporter(Plugin):
 
     Not a recipe stage slot: the recipe's ``output.formats`` names exporters (``hf``, ``gguf:q4_k_m``,
     ``{gguf: {type: q4_k_m}}``) and the pipeline calls each one's ``export`` after the model is final
-    (see ``tunekit.run.exporters.parse_formats``). Declarations stay torch-free like every plugin's.
+    (see ``tunekit.core.formats.parse_format``). Declarations stay torch-free like every plugin's.
     """
 
     kind = "exporter"

@@ -327,7 +327,7 @@ class ResolvedRecipe:
 
 def resolve_stages(recipe: Recipe, registry: Registry, *, source: str) -> ResolvedRecipe:
     """Pass two: each stage's plugin validates its own params, then the export formats, then cross-stage checks."""
-    from tunekit.run.exporters import resolve_exporters
+    from tunekit.core.formats import resolve_exporters
 
     resolved = ResolvedRecipe(recipe=recipe, source=source)
     for kind in KINDS:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tunekit.run.exporters import BUILTIN_FORMATS, parse_format, run_exporters
+from tunekit.core.formats import BUILTIN_FORMATS, parse_format
+from tunekit.run.exporters import run_exporters
 from tunekit.run.model_card import render_card
 
 if TYPE_CHECKING:

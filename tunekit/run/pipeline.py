@@ -417,7 +417,7 @@ def apply_recipe(
     registry = registry or get_registry()
     reporter = reporter or Reporter(quiet=quiet, log_json=log_json)
     resolved = load_recipe(recipe, overrides=list(overrides or []), registry=registry)
-    from tunekit.run.exporters import resolve_exporters
+    from tunekit.core.formats import resolve_exporters
 
     exporters = resolve_exporters(resolved.recipe.output.formats, registry, source=resolved.source)
     model_path, gguf_file = choose_model(resolved, model)

@@ -9,7 +9,7 @@ extender's params. So a third-party quantizer installed next to tunekit is a can
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -29,19 +29,23 @@ class Candidate:
 
     name: str
     lever: str
-    method: str  # lora | qlora | infer
+    method: str  # full | lora | qlora | infer
     stages: dict[str, dict[str, Any]]
     setup: Setup
     quality_cost: float = 0.0
     speedup: float = 1.0
     needs: list[str] = field(default_factory=list)  # unmet requirements -> dropped
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown right after what the candidate is
     calibration: bool = False
     on_load: bool = False  # the base is quantized while loading (bitsandbytes): no calibration pass
     missing_packages: list[str] = field(default_factory=list)
     group_size: int | None = None
     memory: Estimate | None = None
     keep_if_unfit: bool = False
+    export: str | None = None  # GGUF file type the ``gguf`` exporter writes (the llama.cpp route)
+    split_layers: int | None = None  # llama.cpp -ngl when the file is split between GPU and RAM
+    tokens_per_s: float | None = None  # decode-speed bound of a split (memory bandwidth / bytes per token)
 
     def facts(self) -> dict[str, Any]:
         """What a rule's ``candidate.*`` conditions see."""
@@ -55,7 +59,8 @@ class Candidate:
             "sampler": (self.stages.get("sampler") or {}).get("method"),
             "stages": len([k for k in self.stages if k != "sampler"]),
             "quality_cost": self.quality_cost, "speedup": self.speedup, "calibration": self.calibration,
-            "on_load": self.on_load,
+            "on_load": self.on_load, "export": self.export,
+            "optimizer": self.setup.optimizer, "strategy": self.setup.strategy,
             "group_size": self.group_size,
             "memory_gb": round(self.memory.total_gb, 2) if self.memory else None,
         }
@@ -158,8 +163,8 @@ def context_factor(arch: ModelArch, target: int) -> float:
 
 
 def estimate_candidate(arch: ModelArch, cand: Candidate) -> Candidate:
-    cand.memory = estimate(arch, cand.setup)
-    return cand
+    """A copy of ``cand`` with the memory estimate of its setup."""
+    return replace(cand, memory=estimate(arch, cand.setup))
 
 
 def adapter_trainable(inst: Adapter, arch: ModelArch) -> int:

@@ -7,7 +7,7 @@ A rule file holds ``rules: [...]`` (or a bare list). Each rule::
     source: REFERENCE.md, diagnosis   # where the advice comes from
     when: {symptom: doesnt-fit}       # condition over facts (see tunekit.advise.rules.conditions)
     priority: 50                      # higher: its levers come first and its `set` wins
-    levers: [quantize, prune]         # candidate families: as-is, adapter, quantize, prune, context, sampler, none
+    levers: [quantize, prune]         # families: as-is, adapter, savings, full, quantize, prune, context, sampler, none
     set: {sampler: {temperature: 0.3}}  # recipe values merged into the candidates it generates
     prefer: [{when: {fact: candidate.bits, op: le, value: 4.5}, points: 3, reason: "..."}]
     drop: [{when: {...}, reason: "..."}]
@@ -28,7 +28,7 @@ from tunekit.core.resources import shipped_recipe_dir
 if TYPE_CHECKING:
     from tunekit.core.registry import Registry
 
-LEVERS = ("as-is", "adapter", "quantize", "prune", "context", "sampler", "none")
+LEVERS = ("as-is", "adapter", "savings", "full", "quantize", "prune", "context", "sampler", "none")
 _FIELDS = {"id", "description", "source", "when", "priority", "levers", "set", "prefer", "drop", "note", "next"}
 
 

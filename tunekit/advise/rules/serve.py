@@ -12,9 +12,11 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, kv_cache_bytes, weight_bytes
+from tunekit.advise.rules.engine import hub_id
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation
+
 
 #: tunekit quantizer name -> vLLM --quantization (None: load the 16-bit weights, or export first)
 VLLM_QUANT = {"awq": "awq", "gptq": "gptq", "nf4": "bitsandbytes", "fp4": "bitsandbytes", "int8": "bitsandbytes",
@@ -33,11 +35,18 @@ def gpu_layers(facts: Facts, rec: Recommendation) -> int:
     """``-ngl``: every layer when the weights fit, else as many as the VRAM left after KV cache and context."""
     arch, memory = facts.model, rec.candidate.memory
     assert memory is not None
+    if rec.candidate.split_layers is not None:
+        return rec.candidate.split_layers
     if memory.total_gb * (1 + facts.margin) <= facts.budget_gb():
         return arch.layers + 1  # llama.cpp counts the output layer too
     per_layer = weight_bytes(arch, rec.candidate.setup.quant) / arch.layers
     free = facts.budget_gb() * GB - memory.breakdown["kv_cache"] - memory.breakdown["overhead"]
     return max(0, min(arch.layers, math.floor(free / per_layer)))
+
+
+def output_dir(rec: Recommendation) -> str:
+    """The folder the printed ``tunekit apply ... --output`` line writes."""
+    return f"out/{rec.recipe['name']}"
 
 
 def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
@@ -48,11 +57,15 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     context = cand.stages.get("context")
     kv_gb = kv_cache_bytes(arch, seq, cand.setup.batch) / GB
     fp8_kv = facts.hardware.fp8 and kv_gb > 0.25 * max(facts.budget_gb(), 1)
-    vllm = [f"vllm serve {arch.aliases[0] if arch.aliases else arch.name}", f"--max-model-len {seq}"]
+    out = output_dir(rec)
+    # a base quantized while loading (bitsandbytes) is read from the hub; any other quantizer's weights
+    # exist only in the folder `tunekit apply` writes
+    source = hub_id(arch) if not quant or cand.on_load else out
+    vllm = [f"vllm serve {source}", f"--max-model-len {seq}"]
     vllm_ok = quant in VLLM_QUANT and not (quant == "awq" and (cand.stages["quantizer"].get("bits") or 4) != 4)
     if vllm_ok:  # vLLM's AWQ kernels are 4-bit only
         vllm.append(f"--quantization {VLLM_QUANT[str(quant)]}")
-    comment = f"  # {quant}: serve the folder `tunekit apply` writes" if quant and not vllm_ok else ""
+    comment = "  # after `tunekit apply`" if source == out else ""
     if context:
         factor = context.get("factor") or max(1.0, seq / arch.max_context)
         scaling = {"rope_type": context["method"], "factor": factor,
@@ -61,8 +74,13 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     vllm.append(f"--kv-cache-dtype {'fp8' if fp8_kv else 'auto'}")
     if facts.hardware.gpus > 1:
         vllm.append(f"--tensor-parallel-size {facts.hardware.gpus}")
-    gguf = gguf_type(cand.setup.quant.bits)
-    cpp = [f"llama-server -m {arch.name}-{gguf}.gguf", f"-c {seq}", f"-ngl {gpu_layers(facts, rec)}", "-fa on"]
+    gguf = cand.export.upper() if cand.export else gguf_type(cand.setup.quant.bits)
+    # the gguf exporter writes <recipe name>-<TYPE>.gguf into the output folder
+    path = f"{out}/{rec.recipe['name']}-{gguf}.gguf" if cand.export else f"{arch.name}-{gguf}.gguf"
+    cpp = [f"llama-server -m {path}", f"-c {seq}"]
+    if facts.hardware.gpus:  # -ngl offloads layers to a GPU; a CPU-only build has none to offload to
+        cpp.append(f"-ngl {gpu_layers(facts, rec)}")
+    cpp.append("-fa on")
     if context and context["method"] in ("yarn", "linear"):
         factor = context.get("factor") or max(1.0, seq / arch.max_context)
         cpp.append(f"--rope-scaling {context['method']} --rope-scale {factor:g}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +12,10 @@ from tunekit.cli.commands import bounds
 from tunekit.core.errors import TunekitError, UsageError
 
 if TYPE_CHECKING:
-    from tunekit.advise.rules.engine import Result
+    from tunekit.advise.rules.engine import Facts, Recommendation, Result
 
 GOALS = ("finetune", "serve", "long-context", "compress")
+TASKS = ("simple", "general", "reasoning", "code")
 
 
 def hardware_options(func: Any) -> Any:
@@ -36,7 +38,13 @@ def hardware_options(func: Any) -> Any:
 @click.option("--symptom", "symptoms", multiple=True, help="What goes wrong (repeatable); see --list-symptoms.")
 @click.option("--seq-len", type=bounds.TOKENS, help="Tokens per sequence (training or serving).")
 @click.option("--batch", type=bounds.BATCH, default=1, show_default=True, help="Micro-batch / concurrent sequences.")
-@click.option("--context", "context_target", type=bounds.TOKENS, help="Target context length (long-context goal).")
+@click.option("--context", "context_target", type=bounds.TOKENS, help="Context the model must read (tokens).")
+@click.option("--task", type=click.Choice(TASKS), default="general", show_default=True,
+              help="With no --model: what the model is for (ranks code/reasoning-tuned models up).")
+@click.option("--latency-ms", type=bounds.MILLISECONDS,
+              help="With no --model: slowest acceptable decode, ms per token.")
+@click.option("--method", type=click.Choice(["adapter", "full"]),
+              help="Fine-tuning method wanted (full: every weight).")
 @click.option("--data", help="Training data path to put into written fine-tuning recipes.")
 @click.option("--top", type=bounds.TOP, default=5, show_default=True, help="How many recommendations.")
 @click.option("--margin", type=bounds.MARGIN, default=0.1, show_default=True, help="VRAM fraction kept free.")
@@ -47,9 +55,12 @@ def hardware_options(func: Any) -> Any:
 @click.option("--list-symptoms", is_flag=True, help="Explain each symptom and exit.")
 def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: float | None, cpu_only: bool,
             model_name: str | None, params: str | None, goal: str, symptoms: tuple[str, ...], seq_len: int | None,
-            batch: int, context_target: int | None, data: str | None, top: int, margin: float, as_json: bool,
-            explain: bool, write_dir: Path | None, list_symptoms: bool) -> None:
-    """Recommend recipes for your hardware, model and goal (or symptoms), ranked, with reasons."""
+            batch: int, context_target: int | None, task: str, latency_ms: float | None, method: str | None,
+            data: str | None, top: int, margin: float, as_json: bool, explain: bool, write_dir: Path | None,
+            list_symptoms: bool) -> None:
+    """Recommend recipes for your hardware, model and goal (or symptoms), ranked, with reasons.
+
+    With no --model (and no --params), rank the catalog's models that fit, each with its best recipe."""
     from tunekit.advise.hardware import resolve_hardware
     from tunekit.advise.model_facts import resolve_model
     from tunekit.advise.rules import Facts, load_rules, recommend
@@ -66,9 +77,14 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     if unknown:
         raise UsageError(f"unknown symptom {unknown[0]!r}; known: {', '.join(known)} (see --list-symptoms)")
     hardware = resolve_hardware(vram=vram, gpus=gpus, gpu=gpu_name, ram=ram, cpu_only=cpu_only)
+    if not model_name and not params:
+        return rank(registry, rules, Facts(
+            hardware=hardware, model=resolve_model("llama-3.1-8b"), goal=goal, symptoms=tuple(symptoms),
+            seq_len=seq_len, batch=batch, context_target=context_target, margin=margin, data=data, method=method),
+            task=task, latency_ms=latency_ms, top=top, as_json=as_json, write_dir=write_dir)
     arch = resolve_model(model_name, params=params, registry=registry)
     facts = Facts(hardware=hardware, model=arch, goal=goal, symptoms=tuple(symptoms), seq_len=seq_len, batch=batch,
-                  context_target=context_target, margin=margin, data=data)
+                  context_target=context_target, margin=margin, data=data, method=method)
     result = recommend(facts, rules, registry, top=top)
     written = write_recipes(result, write_dir) if write_dir else []
     if as_json:
@@ -81,14 +97,38 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     render(result, facts, explain=explain, written=written)
 
 
-def write_recipes(result: Result, directory: Path) -> list[Path]:
+def rank(registry: Any, rules: Any, base: Facts, *, task: str, latency_ms: float | None, top: int, as_json: bool,
+         write_dir: Path | None) -> None:
+    """No --model: rank the catalog (and plugin) models that fit, each with its best recipe."""
+    from tunekit.advise.model_facts import catalog_entries, load_catalog
+    from tunekit.advise.rules.models import rank_models
+
+    rows = {str(row["id"]): dict(row) for row in catalog_entries()}
+    archs = list(load_catalog(registry).models.values())
+    picks, left_out = rank_models(base, archs, rows, rules, registry, task=task, latency_ms=latency_ms, top=top)
+    written = write_recipes([p.rec for p in picks], write_dir) if write_dir else []
+    if as_json:
+        from tunekit.core.render import echo_json
+
+        echo_json({"facts": {"hardware": base.hardware.to_dict(), "goal": base.goal, "task": task,
+                             "context_target": base.context_target, "latency_ms": latency_ms},
+                   "models": [p.to_dict() for p in picks],
+                   "left_out": [{"model": n, "why": w} for n, w in left_out]})
+        return
+    from tunekit.cli.commands.recommend_render import render_models
+
+    render_models(picks, base, task=task, written=written)
+
+
+def write_recipes(recs: Result | list[Recommendation], directory: Path) -> list[Path]:
     """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``."""
     import yaml
 
     paths = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for rec in result.recommendations:
+        for index, rec in enumerate(recs.recommendations if not isinstance(recs, list) else recs):
+            rec = replace(rec, rank=index + 1)
             path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
             header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
             path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tunekit.advise.rules.engine import Facts, Result
+    from tunekit.advise.rules.engine import Facts, Recommendation, Result
+    from tunekit.advise.rules.models import ModelPick
 
 
 def bar(used_gb: float, budget_gb: float, width: int = 12) -> str:
@@ -28,14 +29,16 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
               + (f"   symptoms: {', '.join(facts.symptoms)}" if facts.symptoms else ""))
     budget = facts.budget_gb()
     if result.recommendations:
-        t = table(None, ["#", "recipe", "method", f"memory vs {budget:.0f} GB", "fits", "why"])
+        # 80 columns: the model is in the header line, so a row names the recipe without it, and the
+        # memory column is the same figure the notes and the `needs ~` reason print
+        t = table(None, ["#", "recipe", f"GB of {budget:.0f}", "fits", "why"])
         for rec in result.recommendations:
             mem = rec.candidate.memory
             assert mem is not None
             specific = [r for r in rec.reasons if not r.startswith(("lever ", "needs ~"))]
             why = "; ".join((specific or rec.reasons)[:2])
-            t.add_row(str(rec.rank), rec.recipe["name"], rec.candidate.method,
-                      f"{mem.total_gb:5.1f} {bar(mem.total_gb, budget)}", "yes" if rec.fits else "NO", why)
+            t.add_row(str(rec.rank), rec.candidate.name, f"{mem.total_gb:.1f} {bar(mem.total_gb, budget, 6)}",
+                      "yes" if rec.fits else "NO", why)
         out.print(t)
     for note in result.notes:
         out.print(f"note: {note}")
@@ -50,16 +53,23 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
             off = nf["cpu_offload"]
             out.print(f"offload: ~{off['per_gpu_gb']} GB GPU + {off['cpu_ram_gb']} GB CPU RAM ({off['how']})")
     if facts.goal in ("serve", "long-context"):
-        for rec in result.recommendations[:3]:
+        for rec in [r for r in result.recommendations if r.candidate.method == "infer"][:3]:
             opts = serve_options(facts, rec)
-            out.print(f"serve #{rec.rank}:\n  {opts['vllm']}\n  {opts['llama_cpp']}", soft_wrap=True)
+            engines = [opts["llama_cpp"]] if rec.candidate.export or not facts.hardware.gpus else [
+                opts["vllm"], opts["llama_cpp"]]  # vLLM serves GPUs; a GGUF is llama.cpp's file
+            out.print(f"serve #{rec.rank}:\n  " + "\n  ".join(engines), soft_wrap=True)
     if result.recommendations:
         first = result.recommendations[0]
         out.print("#1 because: " + "; ".join(first.reasons))
         if first.next:
             out.print("if not enough: " + "; ".join(first.next))
-    for path in written or []:
+    for rec, path in zip(result.recommendations, written or [], strict=False):
         out.print(f"wrote {path}")
+        if rec.rank == 1:
+            out.print(f"run: {run_line(rec, str(path))}", soft_wrap=True)
+    if result.recommendations and not written:
+        first = result.recommendations[0]
+        out.print(f"run: {run_line(first, None)}  (--write DIR saves the recipe)", soft_wrap=True)
     if explain:
         out.print("\nrules considered:")
         for item in result.trace:
@@ -76,3 +86,55 @@ def _plain(print_: Any) -> Any:
         print_(*objects, **kwargs)
 
     return wrapped
+
+
+def run_line(rec: Recommendation, path: str | None) -> str:
+    """The command that runs ``rec``'s recipe, as printed: ``tunekit launch`` (with what apply needs after
+    ``--``) for a sharded one, ``tunekit apply`` otherwise."""
+    from tunekit.advise.rules.serve import output_dir
+
+    recipe = path or f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
+    out = output_dir(rec)
+    dist = rec.recipe.get("distributed")
+    if dist:
+        return f"tunekit launch {recipe} --gpus {dist['gpus']} --strategy {dist['strategy']} -- --output {out}"
+    return f"tunekit apply {recipe} --output {out}"
+
+
+def render_models(picks: list[ModelPick], facts: Facts, *, task: str, written: list[Path]) -> None:
+    """The model ranking: one row per model with its best recipe, then why each was chosen."""
+    from tunekit.core.render import console
+
+    out = console()
+    out.print = _plain(out.print)
+    budget = facts.budget_gb()
+    out.print(f"hardware: {facts.hardware.describe()}   goal: {facts.goal}   task: {task}"
+              + (f"   context: {facts.context_target}" if facts.context_target else ""))
+    if not picks:
+        out.print("no catalog model fits: try --cpu-only for llama.cpp in RAM, or more GPUs (--gpus)")
+        return
+    from rich import box
+    from rich.table import Table
+
+    serve = any(p.tokens_per_s for p in picks)
+    # 80 columns: light borders, and model and recipe names never broken inside a word
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, no_wrap in (("#", True), ("model", True), ("recipe", True), (f"GB/{budget:.0f}", True),
+                          *((("tok/s", True),) if serve else ()), ("traded", False)):
+        t.add_column(name, no_wrap=no_wrap, overflow="fold")
+    for index, pick in enumerate(picks, 1):
+        mem = pick.rec.candidate.memory
+        assert mem is not None
+        speed = [f"~{pick.tokens_per_s:.0f}" if pick.tokens_per_s else "-"] if serve else []
+        t.add_row(str(index), pick.arch.name, pick.rec.candidate.name, f"{mem.total_gb:.1f}", *speed,
+                  ", ".join(pick.traded))
+    out.print(t)
+    for index, pick in enumerate(picks, 1):
+        out.print(f"#{index} {pick.arch.name}: " + "; ".join([*pick.why, *pick.rec.reasons[2:4]]))
+    for path in written:
+        out.print(f"wrote {path}")
+    first = picks[0]
+    hw = facts.hardware
+    where = (f" --gpu {hw.gpu}" if hw.gpu else f" --vram {hw.vram_gb:g}") if hw.gpus else " --cpu-only"
+    where += f" --gpus {hw.gpus}" if hw.gpus > 1 else ""
+    out.print(f"more: tunekit recommend --model {first.arch.name} --goal {facts.goal}{where}", soft_wrap=True)

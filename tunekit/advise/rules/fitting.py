@@ -1,0 +1,187 @@
+"""Making a candidate fit before judging it: shard it over the GPUs, page its optimizer, shorten its sequence.
+
+The order is the one a practitioner follows when a training run runs out of memory (HF's "methods and
+tools for efficient training on a single GPU"): gradient checkpointing (always on in recommended
+recipes), an 8-bit optimizer, a shorter sequence; changing the method (another adapter, a lower-bit
+base) comes after, as a candidate of its own. Each function returns a new candidate and why it changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tunekit.advise.estimate import GB, estimate, max_seq_len, weight_bytes
+from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
+from tunekit.advise.rules import candidates as gen
+
+if TYPE_CHECKING:
+    from tunekit.advise.rules.engine import Facts
+    from tunekit.core.registry import Registry
+
+Fitted = tuple[gen.Candidate, list[str]]
+
+
+def fits(facts: Facts, cand: gen.Candidate) -> bool:
+    """Fits with the margin kept free."""
+    assert cand.memory is not None
+    return cand.memory.total_gb * (1 + facts.margin) <= facts.budget_gb()
+
+
+def tight(facts: Facts, cand: gen.Candidate) -> bool:
+    """Fits only inside the margin: the point estimate is below the memory but the margin is not kept.
+    Published runs sit there (an 8B QLoRA in 6-8 GB), so it is offered, with what to do to make room."""
+    assert cand.memory is not None
+    return not fits(facts, cand) and cand.memory.total_gb <= facts.budget_gb()
+
+
+TIGHT_ADVICE = ("tight: inside the {margin:.0%} margin; close other GPU programs and set "
+                "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")
+
+
+def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
+    """With several GPUs, a training candidate that does not fit on one is sharded (FSDP full_shard).
+
+    A 4-bit base sharded by FSDP needs its packed weights stored in the compute dtype (bnb
+    ``quant_storage``, the route transformers and PEFT document): set when the quantizer has the field."""
+    gpus = facts.hardware.gpus
+    if gpus < 2 or cand.method == "infer" or fits(facts, cand):
+        return cand, []
+    stages = dict(cand.stages)
+    quant = stages.get("quantizer")
+    if quant is not None:
+        cls = registry.classes["quantizer"].get(quant["method"])
+        extra = gen.plugin_params(cls, {"quant_storage": "bfloat16"}) if cls is not None else None
+        stages["quantizer"] = {**quant, **(extra or {})}
+    sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,
+                                                          setup=replace(cand.setup, strategy="fsdp", gpus=gpus)))
+    # no figure here: later steps (8-bit AdamW, a shorter sequence) change it; the `needs ~` reason has the last
+    return sharded, [f"sharded with FSDP over {gpus} GPUs (weights, gradients and optimizer state / {gpus})"]
+
+
+def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """Swap AdamW for bitsandbytes' 8-bit AdamW when the candidate does not fit (state 8 -> 2 bytes/param)."""
+    if cand.method == "infer" or cand.setup.optimizer != "adamw" or fits(facts, cand):
+        return cand, []
+    lean = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="adamw-8bit")))
+    return lean, ["8-bit AdamW (bitsandbytes) to fit: optimizer state 2 bytes/param instead of 8"]
+
+
+def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """Shorten the sequence until the candidate fits (down to 512 tokens in training, 2048 serving); the
+    user's --seq-len is kept unless the ``savings`` lever is asked to find what fits. When even the floor
+    does not fit, leave it there so the near miss shows its leanest configuration."""
+    assert cand.memory is not None
+    budget = facts.budget_gb() / (1 + facts.margin)
+    pinned = facts.seq_len is not None and cand.lever != "savings"
+    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context":
+        return cand, []
+    if cand.export and cand.memory.breakdown["weights"] / GB >= budget:  # no context makes it fit: split it
+        return cand, []
+    floor = min(512 if cand.method != "infer" else 2048, cand.setup.seq_len)
+    best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len)
+    if best < floor:  # not with the margin: what fits inside it
+        best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len)
+    chosen = max(floor, best // 256 * 256)
+    short = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, seq_len=chosen)))
+    assert short.memory is not None
+    if best < floor:
+        return short, [f"does not fit even at {chosen} tokens (~{short.memory.total_gb:.1f} GB)"]
+    how = "pass --seq-len to choose" if facts.seq_len is None else f"was {facts.seq_len}"
+    return short, [f"fits at seq_len {chosen} tokens ({how})"]
+
+
+#: Sustained memory bandwidth of a desktop/server CPU socket assumed for llama.cpp decode from RAM
+#: (dual-channel DDR5-6000 is ~96 GB/s peak, ~60 sustained); the GPU's comes from the GPU table.
+CPU_BANDWIDTH_GBS = 60.0
+
+
+def gpu_bandwidth_gbs(facts: Facts) -> float:
+    """The GPU's bandwidth from the table; for a bare --vram, the slowest listed card of that memory size."""
+    if facts.hardware.bandwidth_gbs or not facts.hardware.gpus:
+        return facts.hardware.bandwidth_gbs
+    same = [g.bandwidth_gbs for g in GPUS if g.vram_gb == facts.hardware.vram_gb]
+    return min(same) if same else min(g.bandwidth_gbs for g in GPUS)
+
+
+def decode_tokens_per_s(facts: Facts, gpu_bytes: float, cpu_bytes: float) -> float:
+    """Decode is memory-bandwidth bound: each token reads the weights (and KV cache) once, the part on
+    the GPU at its bandwidth, the part in RAM at the CPU's."""
+    gpu_bw = gpu_bandwidth_gbs(facts) * GB
+    seconds = (gpu_bytes / gpu_bw if gpu_bw else 0.0) + cpu_bytes / (CPU_BANDWIDTH_GBS * GB)
+    return 1 / seconds if seconds > 0 else 0.0
+
+
+def split(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """A GGUF that does not fit the GPU runs split: ``-ngl`` layers on the GPU, the rest from RAM."""
+    ram = 0.8 * facts.hardware.ram_gb * GB
+    if not cand.export or not facts.hardware.gpus or fits(facts, cand) or not ram:
+        return cand, []
+    from tunekit.advise.serving import GPU_RESERVE_BYTES, gpu_layers
+
+    assert cand.memory is not None
+    size = int(weight_bytes(facts.model, cand.setup.quant))
+    vram = int(facts.budget_gb() / (1 + facts.margin) * GB)
+    off = gpu_layers(facts.model, size, vram, cand.setup.seq_len)
+    if off.cpu_bytes > ram:
+        return cand, []
+    speed = decode_tokens_per_s(facts, off.gpu_bytes, off.cpu_bytes)
+    # what stays on the GPU: the offloaded layers with their KV cache, the compute buffers, the context
+    on_gpu = {**cand.memory.breakdown, "weights": float(off.gpu_bytes), "kv_cache": 0.0,
+              "overhead": float(GPU_RESERVE_BYTES)}
+    total = sum(on_gpu.values())
+    memory = replace(cand.memory, breakdown=on_gpu, low=0.9 * total, high=1.1 * total)
+    return replace(cand, split_layers=off.ngl, tokens_per_s=speed, memory=memory), [
+        f"llama.cpp split: -ngl {off.ngl} of {off.layers} layers on the GPU, {off.cpu_bytes / GB:.0f} GB in RAM; "
+        f"~{speed:.1f} tokens/s (bandwidth-bound, {CPU_BANDWIDTH_GBS:g} GB/s RAM assumed)"]
+
+
+def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
+    """Shard, then page the optimizer, then shorten; the reasons of each step that changed something."""
+    reasons: list[str] = []
+    for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
+                 lambda c: shorten(facts, c), lambda c: split(facts, c)):
+        cand, why = step(cand)
+        reasons += why
+    return cand, reasons
+
+
+def no_fit(facts: Facts, cands: list[gen.Candidate]) -> dict[str, Any]:
+    """The smallest single GPU that would fit the leanest candidate, and the multi-GPU/offload options."""
+    lean = min(cands, key=lambda c: c.memory.total_gb if c.memory else float("inf"))
+    assert lean.memory is not None
+    need = lean.memory.total_gb * (1 + facts.margin)
+    gpu = smallest_gpu_fitting(need)
+    out: dict[str, Any] = {"leanest": lean.name, "needs_gb": round(need, 1),
+                           "smallest_gpu": gpu.name if gpu else None,
+                           "smallest_gpu_vram_gb": gpu.vram_gb if gpu else None}
+    per_gpu = facts.hardware.vram_gb or (gpu.vram_gb if gpu else 80.0)
+    recipe = f"{facts.model.name}-{lean.name}.yaml"
+    for n in (2, 4, 8, 16, 32, 64):
+        if lean.method == "infer":
+            est = estimate(facts.model, lean.setup, gpus=n)
+        else:
+            est = estimate(facts.model, lean.setup, gpus=n, strategy="fsdp")
+        if est.total_gb * (1 + facts.margin) <= per_gpu:
+            out["multi_gpu"] = {"gpus": n, "per_gpu_gb": round(est.total_gb, 1), "strategy": "fsdp"
+                                if lean.method != "infer" else "tensor-parallel"}
+            if lean.method == "infer":
+                hub = facts.model.aliases[0] if facts.model.aliases else facts.model.name
+                out["commands"] = [f"vllm serve {hub} --tensor-parallel-size {n}"]
+            else:
+                out["commands"] = [
+                    f"tunekit launch {recipe} --gpus {n} --strategy fsdp -- --output out/{facts.model.name}",
+                    f"accelerate launch --num_processes {n} --use_fsdp --fsdp_sharding_strategy FULL_SHARD "
+                    f"-m tunekit apply {recipe} --output out/{facts.model.name} --set distributed.strategy=fsdp "
+                    f"--set distributed.gpus={n}",
+                    f"accelerate launch --num_processes {n} --use_deepspeed --zero_stage 3 -m tunekit apply {recipe} "
+                    f"--output out/{facts.model.name} --set distributed.strategy=zero3 --set distributed.gpus={n}",
+                ]
+            break
+    if lean.method != "infer":
+        off = estimate(facts.model, lean.setup, strategy="zero3", offloaded=frozenset({"optimizer", "weights"}))
+        out["cpu_offload"] = {"per_gpu_gb": round(off.total_gb, 1),
+                              "cpu_ram_gb": off.assumptions["cpu_offload_gb"],
+                              "how": "DeepSpeed ZeRO-3 with offload_param/offload_optimizer: cpu "
+                                     "(distributed.offload_params/offload_optimizer), slow but fits"}
+    return out

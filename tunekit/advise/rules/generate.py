@@ -1,0 +1,249 @@
+"""Candidate generation: the levers the fired rules chose, turned into candidate recipes with estimates.
+
+Every function returns new candidates (``dataclasses.replace``), never changes one it was given, so a
+candidate reached through two levers cannot carry the other's edits. What is costly to ask (which
+packages a plugin misses) is cached in a ``PackageCache`` the caller makes for one ``recommend`` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from tunekit.advise.estimate import QUANTS, Setup
+from tunekit.advise.rules import candidates as gen
+
+if TYPE_CHECKING:
+    from tunekit.advise.rules.engine import Facts
+    from tunekit.core.kinds import Plugin
+    from tunekit.core.registry import Registry
+
+Settings = dict[str, dict[str, Any]]
+QuantOption = tuple[Any, dict[str, Any], float]  # (quantizer instance, params it was built with, quality cost)
+
+#: The llama.cpp file type offered for serving on a CPU or split CPU/GPU: 4-bit K-quant, the llama.cpp
+#: README's recommended size/quality trade (Llama-3-8B: +0.175 perplexity vs Q8_0 +0.003, a third the size).
+GGUF_SERVE_TYPE = "q4_k_m"
+#: Context scaled beyond this factor without a fine-tune loses quality (YaRN and PI papers: both fine-tune
+#: briefly at the new length; PI's untuned 2x-4x extrapolation degrades).
+UNTUNED_CONTEXT_FACTOR = 2.0
+
+
+@dataclass
+class PackageCache:
+    """Missing packages per plugin class, asked once per ``recommend`` call (``find_spec`` of an absent
+    package walks all of ``sys.path``, and a call asks ~100 times)."""
+
+    missing: dict[type[Plugin], list[str]] = field(default_factory=dict)
+
+    def of(self, cls: type[Plugin]) -> list[str]:
+        if cls not in self.missing:
+            self.missing[cls] = cls.requires.missing_packages()
+        return self.missing[cls]
+
+
+def pick(registry: Registry, kind: str, preferred: str) -> type[Plugin] | None:
+    classes = registry.classes.get(kind, {})
+    return classes.get(preferred) or (next(iter(classes.values())) if classes else None)
+
+
+def train_setup(facts: Facts, settings: Settings, method: str = "lora") -> Setup:
+    train = settings.get("train", {})
+    return Setup(method=method, seq_len=facts.seq_len or int(train.get("seq_len", 2048)),
+                 batch=facts.batch or int(train.get("batch_size", 1)), grad_ckpt=True,
+                 gpus=max(facts.hardware.gpus, 1))
+
+
+def infer_setup(facts: Facts, settings: Settings, seq: int | None = None) -> Setup:
+    if facts.goal == "long-context" or "context-too-short" in facts.symptoms:
+        seq = seq or facts.target_context()
+    ctx = settings.get("serve", {}).get("context", 4096)
+    return Setup(method="infer", seq_len=seq or facts.seq_len or min(int(ctx), facts.model.max_context),
+                 batch=facts.batch, gpus=max(facts.hardware.gpus, 1))
+
+
+def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool) -> list[QuantOption]:
+    out = []
+    for cls in registry.classes.get("quantizer", {}).values():
+        if trainable_only and not cls.trainable:  # type: ignore[attr-defined]
+            continue
+        variants = gen.quantizer_variants(cls, facts.model, settings.get("quantizer", {}))  # type: ignore[arg-type]
+        default_bits = float(variants[0][0].bits_per_weight()) if variants else None
+        for inst, params in variants:
+            if trainable_only and gen.memory_bits(inst) >= 16:  # a base that saves no memory is no QLoRA
+                continue
+            out.append((inst, params, gen.quality_cost(inst, default_bits, float(inst.bits_per_weight()))))
+    return out
+
+
+def require(cand: gen.Candidate, cls: type[Plugin], facts: Facts, cache: PackageCache) -> gen.Candidate:
+    """What the hardware lacks (drops the candidate) and which packages are missing (a reason)."""
+    return replace(cand, needs=[*cand.needs, *gen.requirement_problems(cls, facts.hardware.to_dict())],
+                   missing_packages=[*cand.missing_packages, *cache.of(cls)])
+
+
+def with_quant(cand: gen.Candidate, inst: Any, params: dict[str, Any], cost: float, name: str | None = None
+               ) -> gen.Candidate:
+    method = "qlora" if cand.setup.method in ("lora", "qlora") else cand.setup.method
+    return replace(cand, name=name or cand.name, stages={**cand.stages, "quantizer": {"method": inst.name, **params}},
+                   setup=replace(cand.setup, quant=gen.quant_spec_of(inst), method=method), method=method,
+                   quality_cost=cand.quality_cost + cost, speedup=cand.speedup * float(inst.effects.speedup),
+                   calibration=cand.calibration or inst.requires.calibration,
+                   on_load=bool(getattr(inst, "on_load", False)), group_size=getattr(inst.params, "group_size", None))
+
+
+def adapter_candidates(facts: Facts, registry: Registry, settings: Settings, lever: str,
+                       cache: PackageCache) -> list[gen.Candidate]:
+    """Each adapter on a 16-bit base and on each trainable quantized base; the ``quantize`` lever keeps
+    only the default adapter on quantized bases, ``savings`` only the default adapter with an 8-bit
+    optimizer (the memory savers tried before a method changes)."""
+    arch, out = facts.model, []
+    adapters = list(registry.classes.get("adapter", {}).values())
+    if lever in ("quantize", "savings"):
+        chosen = pick(registry, "adapter", "lora")
+        adapters = [chosen] if chosen else []
+    quants: list[QuantOption | None] = [None, *quantizer_options(registry, facts, settings, trainable_only=True)]
+    if lever == "quantize":
+        quants = [q for q in quants if q is not None]
+    elif lever == "savings":
+        quants = [None]
+    for cls in adapters:
+        inst, params = gen.instantiate(cls, settings.get("adapter", {}))
+        trainable = gen.adapter_trainable(inst, arch)  # type: ignore[arg-type]
+        setup = replace(train_setup(facts, settings), trainable_params=trainable)
+        if lever == "savings":
+            setup = replace(setup, optimizer="adamw-8bit")
+        for q in quants:
+            suffix = f"-{q[0].name}-{q[0].bits_per_weight():.3g}bit" if q else "-bf16"
+            label = f"{'q' if q else ''}{cls.name}{suffix}" + ("-8bit-adam" if lever == "savings" else "")
+            cand = gen.Candidate(name=label, lever=lever, method="lora", stages={"adapter": {"method": cls.name,
+                                 **params}}, setup=setup, quality_cost=float(cls.effects.quality_cost),
+                                 notes=list(cls.effects.notes))
+            cand = require(cand, cls, facts, cache)
+            if q is not None:
+                cand = require(with_quant(cand, *q), type(q[0]), facts, cache)
+            out.append(cand)
+    return out
+
+
+def full_candidates(facts: Facts, settings: Settings) -> list[gen.Candidate]:
+    """Every weight trained with AdamW (fitting shards it over the GPUs and pages the optimizer if needed)."""
+    base = train_setup(facts, settings, method="full")
+    return [gen.Candidate(name="full", lever="full", method="full", stages={}, setup=base,
+                          notes=["trains every weight: the most capacity to learn, and to forget (mix general data)"])]
+
+
+def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever: str,
+                     cache: PackageCache) -> list[gen.Candidate]:
+    if lever == "as-is":
+        return [gen.Candidate(name="bf16", lever=lever, method="infer", stages={}, setup=infer_setup(facts, settings))]
+    if lever == "quantize":
+        out = []
+        for inst, params, cost in quantizer_options(registry, facts, settings, trainable_only=False):
+            cand = gen.Candidate(name=f"{inst.name}-{inst.bits_per_weight():.3g}bit", lever=lever, method="infer",
+                                 stages={}, setup=infer_setup(facts, settings), notes=list(inst.effects.notes))
+            out.append(require(with_quant(cand, inst, params, cost), type(inst), facts, cache))
+        return out + gguf_candidates(facts, registry, settings, lever, cache)
+    if lever == "prune":
+        out = []
+        for cls in registry.classes.get("pruner", {}).values():
+            inst, params = gen.instantiate(cls, settings.get("pruner", {}))
+            cand = gen.Candidate(name=f"prune-{cls.name}", lever=lever, method="infer",
+                                 stages={"pruner": {"method": cls.name, **params}}, setup=infer_setup(facts, settings),
+                                 quality_cost=float(cls.effects.quality_cost), speedup=float(cls.effects.speedup),
+                                 notes=[*cls.effects.notes, "zeros are stored densely: memory only drops once "
+                                        "exported to a sparse format (2:4 kernels need CUDA)"])
+            out.append(require(cand, cls, facts, cache))
+        return out
+    if lever == "context":
+        return context_candidates(facts, registry, settings, cache)
+    if lever == "sampler":
+        return [gen.Candidate(name="sampler", lever=lever, method="infer", stages={},
+                              setup=infer_setup(facts, settings), keep_if_unfit=True)]
+    return []
+
+
+def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever: str,
+                    cache: PackageCache) -> list[gen.Candidate]:
+    """A llama.cpp GGUF 4-bit K-quant, written by the ``gguf`` exporter: the CPU's (and a split CPU/GPU's)
+    serving format, since llama.cpp runs every layer it cannot place on the GPU from RAM."""
+    cls = registry.classes.get("exporter", {}).get("gguf")
+    if cls is None:
+        return []
+    spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
+    cand = gen.Candidate(name=f"gguf-{GGUF_SERVE_TYPE}", lever=lever, method="infer", stages={},
+                         setup=replace(infer_setup(facts, settings), quant=spec), quality_cost=0.028,
+                         speedup=1.5, export=GGUF_SERVE_TYPE,  # as the GPTQ/AWQ plugins declare for 4 bits
+                         notes=["llama.cpp Q4_K_M: +0.175 perplexity on Llama-3-8B (llama.cpp quantize README); "
+                                "runs on CPU, GPU or split between them"])
+    return [require(cand, cls, facts, cache)]
+
+
+def context_candidates(facts: Facts, registry: Registry, settings: Settings,
+                       cache: PackageCache) -> list[gen.Candidate]:
+    """Each context extender at the factor the target needs, plus a 4-bit variant (the long context's KV
+    cache often needs the weights' memory back); past ``UNTUNED_CONTEXT_FACTOR`` each comes with a warning
+    and a LoRA fine-tune at the new length beside it."""
+    arch, out = facts.model, []
+    target = facts.target_context() or 2 * arch.max_context
+    factor = gen.context_factor(arch, target)
+    four_bit = [q for q in quantizer_options(registry, facts, settings, trainable_only=False)
+                if q[0].bits_per_weight() <= 4.6]
+    untuned = factor > UNTUNED_CONTEXT_FACTOR
+    warning = (f"x{factor:g} is past the x{UNTUNED_CONTEXT_FACTOR:g} that holds without training: fine-tune "
+               f"briefly at {target} tokens (YaRN/PI papers; the -ft recipe beside it)") if untuned else None
+    lora = pick(registry, "adapter", "lora")
+    for cls in registry.classes.get("context", {}).values():
+        _, params = gen.instantiate(cls, {**settings.get("context", {}), "factor": factor})
+        base = gen.Candidate(name=f"{cls.name}-x{factor:g}", lever="context", method="infer",
+                             stages={"context": {"method": cls.name, **params}},
+                             setup=infer_setup(facts, settings, seq=target),
+                             quality_cost=float(cls.effects.quality_cost) * (2.0 if untuned else 1.0),
+                             warnings=[warning] if warning else [], notes=list(cls.effects.notes))
+        base = require(base, cls, facts, cache)
+        out.append(base)
+        if four_bit:
+            best = min(four_bit, key=lambda q: q[2])
+            out.append(with_quant(base, *best, name=f"{cls.name}-x{factor:g}+{best[0].name}"))
+        if untuned and lora is not None and cls.name == "yarn":
+            ainst, aparams = gen.instantiate(lora, settings.get("adapter", {}))
+            setup = replace(train_setup(facts, settings), seq_len=target,
+                            trainable_params=gen.adapter_trainable(ainst, arch))  # type: ignore[arg-type]
+            tune = require(gen.Candidate(
+                name=f"{cls.name}-x{factor:g}-ft", lever="context", method="lora",
+                stages={"context": base.stages["context"], "adapter": {"method": lora.name, **aparams}},
+                setup=setup, quality_cost=float(cls.effects.quality_cost), keep_if_unfit=True,
+                notes=[f"the fine-tune that makes x{factor:g} hold: LoRA at {target} tokens "
+                       "(YaRN: ~400 steps; LongLoRA trains Llama-2-7B to 100k on 8 GPUs)"]), lora, facts, cache)
+            nf4 = [q for q in quantizer_options(registry, facts, settings, trainable_only=True)
+                   if 3.5 <= q[0].bits_per_weight() <= 4.6]
+            if nf4:  # a long sequence's activations need the weights' memory back: train on a 4-bit base,
+                # one quantized on load (QLoRA's NF4) before one that needs a calibration pass first
+                best = min(nf4, key=lambda q: (bool(q[0].requires.calibration), q[2]))
+                tune = require(with_quant(tune, *best), type(best[0]), facts, cache)
+            out.append(tune)
+    return out
+
+
+def generate(facts: Facts, registry: Registry, levers: list[str], settings: Settings,
+             cache: PackageCache) -> list[gen.Candidate]:
+    """Candidates for every lever, in lever order, each with its memory estimate."""
+    out: list[gen.Candidate] = []
+    for lever in levers:
+        if lever == "none" or (lever == "prune" and facts.goal == "finetune"):
+            continue
+        if lever in ("adapter", "savings") or (lever == "quantize" and facts.goal == "finetune"):
+            out += adapter_candidates(facts, registry, settings, lever, cache)
+        elif lever == "full":
+            out += full_candidates(facts, settings)
+        else:
+            out += serve_candidates(facts, registry, settings, lever, cache)
+    sampler = settings.get("sampler")
+    sampler_cls = pick(registry, "sampler", "sampling")
+    done = []
+    for cand in out:
+        if sampler and sampler_cls is not None and (cand.lever == "sampler" or facts.goal == "serve"):
+            stage = {"method": sampler_cls.name, **(gen.plugin_params(sampler_cls, sampler) or {})}
+            cand = replace(cand, stages={**cand.stages, "sampler": stage})
+        done.append(gen.estimate_candidate(facts.model, cand))
+    return done

@@ -1,0 +1,116 @@
+"""Scoring a candidate that fits: the lever's rank, quality, speed, headroom, simplicity and the rules'
+``prefer`` points, each with its reason; then a greedy re-ranking so the top rows differ."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tunekit.advise.rules import candidates as gen
+from tunekit.advise.rules.conditions import evaluate
+
+if TYPE_CHECKING:
+    from tunekit.advise.rules.engine import Facts
+    from tunekit.advise.rules.loader import Rule
+
+Scored = tuple[float, gen.Candidate, list[str], bool]
+LEVER_POINTS = (6.0, 3.0, 1.0)  # first, second, later lever named by the fired rules
+
+
+ADAPTER_NAMES = {"lora": "LoRA", "dora": "DoRA", "vera": "VeRA", "lora-fa": "LoRA-FA", "lora-plus": "LoRA+"}
+
+
+def describe(cand: gen.Candidate) -> str:
+    """What the candidate is, in words: the first reason, so every row says what it shows."""
+    setup, stages = cand.setup, cand.stages
+    adapter = (stages.get("adapter") or {}).get("method")
+    quant = (stages.get("quantizer") or {}).get("method")
+    base = f"{quant} {setup.quant.bits:.3g}-bit" if quant else "16-bit"
+    if cand.export:
+        text = f"llama.cpp GGUF {cand.export.upper()} ({setup.quant.bits:.3g} bits/weight)"
+    elif cand.method == "full":
+        text = "full fine-tune (every weight)"
+    elif adapter:
+        text = f"{ADAPTER_NAMES.get(adapter, adapter)} on a {base} base"
+    else:
+        text = f"serve {base}" if cand.lever != "prune" else f"prune ({cand.stages['pruner']['method']})"
+    context = stages.get("context")
+    if context:
+        text += f", {context['method']} RoPE x{context.get('factor', 1):g}"
+    if cand.method != "infer":
+        text += f", seq {setup.seq_len}" + (", 8-bit AdamW" if setup.optimizer == "adamw-8bit" else "")
+        if setup.strategy != "none":
+            text += f", {setup.strategy} over {setup.gpus} GPUs"
+    else:
+        text += f", context {setup.seq_len}"
+    return text
+
+
+def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule],
+           fdict: dict[str, Any]) -> tuple[float, list[str]]:
+    assert cand.memory is not None
+    reasons: list[str] = [describe(cand)]
+    index = levers.index(cand.lever) if cand.lever in levers else len(levers)
+    points = LEVER_POINTS[min(index, len(LEVER_POINTS) - 1)]
+    budget = facts.budget_gb()
+    reasons.insert(0, f"needs ~{cand.memory.total_gb:.1f} GB (band {cand.memory.low / 1e9:.1f}-"
+                   f"{cand.memory.high / 1e9:.1f}) of {budget:.0f} GB per device")
+    quality = -100 * cand.quality_cost
+    if cand.quality_cost and cand.method != "qlora":
+        reasons.append(f"expected quality cost +{100 * cand.quality_cost:.1f}% perplexity (declared by the plugin)")
+    if cand.method == "qlora":
+        # the declared cost is the quantized model's; an adapter trained on top recovers most of it at 4
+        # bits and up (QLoRA paper: NF4 + LoRA matches 16-bit fine-tuning), so it weighs 0.2 there (enough
+        # to order NF4 above FP4, not enough to put an 8-bit base's slower steps above NF4), 0.3 below
+        quality *= 0.2 if cand.setup.quant.bits >= 3.5 else 0.3
+        if cand.setup.quant.bits >= 3.5 and cand.quality_cost:
+            reasons.append("a LoRA trained on a >= 4-bit base recovers the base's quality cost (QLoRA paper)")
+    points += max(quality, -8.0)
+    if budget > 0:
+        points += 3.0 * max(0.0, 1 - cand.memory.total_gb / budget)
+    # decode speed counts for serving; in training only a slowdown counts (bnb int8), a fast decode kernel
+    # does not make the backward pass through dequantized weights faster
+    speed = cand.speedup if cand.method == "infer" else min(cand.speedup, 1.0)
+    points += 2.0 * (speed - 1)
+    if cand.speedup != 1:
+        reasons.append(f"decode speed x{cand.speedup:.2g} vs 16-bit (declared by the plugin)")
+    missing = sorted(set(cand.missing_packages))
+    if missing:
+        points -= 0.5
+        reasons.append(f"needs packages not installed here: {', '.join(missing)} (see `tunekit plugins`)")
+    if cand.calibration:
+        points -= 1.0
+        reasons.append("needs calibration text (a few hundred samples) and a GPTQ/AWQ-style pass")
+    points -= 0.3 * len([k for k in cand.stages if k != "sampler"])
+    ruled = []
+    for rule in fired:
+        for item in rule.prefer:
+            if evaluate(item.get("when"), fdict):
+                points += float(item.get("points", 0))
+                ruled.append(f"[{rule.id}] {item.get('reason', '')}".strip())
+    reasons[2:2] = [*cand.warnings, *ruled]  # right after what it is: the table shows them first
+    for note in cand.notes:
+        reasons.append(note)
+    return points, reasons
+
+
+def diverse(kept: list[Scored], limit: int) -> list[Scored]:
+    """Greedy re-ranking: each pick costs the others with the same quantizer 1 point (same adapter 0.5),
+    so the top picks show different options (LoRA, QLoRA 8-bit, QLoRA 4-bit, DoRA...) rather than one five times.
+    The picks come first (at most ``limit``), then the rest in score order."""
+    keys = {id(c): ((c.stages.get("quantizer") or {}).get("method") or "bf16",
+                    (c.stages.get("adapter") or {}).get("method")) for _, c, _, _ in kept}
+    pool = list(kept)
+    out: list[Scored] = []
+    while pool and len(out) < limit:
+        def adjusted(item: Scored) -> float:
+            quant, adapter = keys[id(item[1])]
+            penalty = 0.0
+            for _, chosen, _, _ in out:
+                other_quant, other_adapter = keys[id(chosen)]
+                penalty += (1.0 if other_quant == quant else 0.0) + (0.5 if adapter and other_adapter == adapter else 0)
+            return item[0] - penalty
+
+        best = max(pool, key=adjusted)
+        pool.remove(best)
+        out.append(best)
+    return out + pool
