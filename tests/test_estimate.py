@@ -139,11 +139,10 @@ def test_dequant_and_gather_working_sets() -> None:
     assert saved.assumptions["gathered_gb"] == pytest.approx(2 * arch.param_count() / GB, abs=1e-3)
 
 
-def test_gpus_without_strategy_default_to_fsdp_and_warn() -> None:
+def test_gpus_without_strategy_replicate_and_warn() -> None:
     est = estimate(llama2(), method="full", gpus=4)
-    assert est.assumptions["strategy"] == "fsdp"
-    assert any("FSDP" in w for w in est.warnings)
-    assert estimate(llama2(), method="full", gpus=4, strategy="ddp").warnings == ()
+    assert est.assumptions["strategy"] == "none" and any("replicated" in w for w in est.warnings)
+    assert estimate(llama2(), method="full", gpus=4, strategy="fsdp").warnings == ()
 
 
 def test_hf_engine_prefills_the_whole_prompt() -> None:
@@ -188,8 +187,7 @@ def test_full_finetune_breakdown_and_overhead() -> None:
 
 
 @pytest.mark.parametrize(("strategy", "divided"), [
-    ("none", ("weights", "gradients", "optimizer")),  # several GPUs without a strategy: FSDP
-    ("ddp", ()), ("zero2", ("gradients", "optimizer")),
+    ("none", ()), ("ddp", ()), ("zero2", ("gradients", "optimizer")),
     ("zero3", ("weights", "gradients", "optimizer")), ("fsdp", ("weights", "gradients", "optimizer")),
 ])
 def test_sharding_divides_by_gpus(strategy: str, divided: tuple[str, ...]) -> None:

@@ -334,9 +334,8 @@ def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Est
     s.check()
     warnings: list[str] = list(getattr(arch, "guessed", ()))
     if s.method != "infer" and s.gpus > 1 and s.strategy == "none":
-        warnings.append(f"{s.gpus} GPUs without a strategy: assumed FSDP full_shard (plain replication would "
-                        "hold the whole model on every GPU); give --strategy ddp to replicate")
-        s = replace(s, strategy="fsdp")
+        warnings.append(f"{s.gpus} GPUs without a sharding strategy: every GPU holds the whole model "
+                        "(replicated, as DDP); FSDP or ZeRO-3 would split it")
     n = max(s.gpus, 1)
     params = arch.param_count()
     if s.method == "qlora" and s.quant.bits >= 16:

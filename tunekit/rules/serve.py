@@ -36,7 +36,8 @@ def gpu_layers(facts: Facts, rec: Recommendation) -> int:
     if memory.total_gb * (1 + facts.margin) <= facts.budget_gb():
         return arch.layers + 1  # llama.cpp counts the output layer too
     per_layer = weight_bytes(arch, rec.candidate.setup.quant) / arch.layers
-    free = facts.budget_gb() * GB - memory.breakdown["kv_cache"] - memory.breakdown["overhead"]
+    free = facts.budget_gb() * GB - memory.breakdown["kv_cache"] - memory.breakdown["cuda_context"] \
+        - memory.breakdown["allocator"]
     return max(0, min(arch.layers, math.floor(free / per_layer)))
 
 
