@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import recommend_fakes
@@ -277,3 +278,53 @@ def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
     infer = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=512)
     assert (infer.method, infer.seq_len) == ("infer", 512)
     assert infer.quant.bits == pytest.approx(8 + 20 / 128)
+
+
+def test_unknown_architecture_says_what_it_guessed() -> None:
+    arch = ModelArch.from_hf_config({"model_type": "gpt_neox", "hidden_size": 512, "num_hidden_layers": 4,
+                                     "num_attention_heads": 8, "vocab_size": 1000})
+    warnings = estimate(arch, method="infer").warnings
+    assert any("gpt_neox" in w and "fused-QKV" in w for w in warnings)
+    assert any("4 x hidden_size" in w for w in warnings) and any("no GQA" in w for w in warnings)
+    known = ModelArch.from_hf_config({"model_type": "llama", "hidden_size": 512, "intermediate_size": 1024,
+                                      "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+                                      "vocab_size": 1000})
+    assert estimate(known, method="infer").warnings == ()
+
+
+def test_estimate_cli_new_flags() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tunekit.cli import cli
+
+    def run(*args: object) -> Any:
+        return CliRunner().invoke(cli, *args)
+    out = run(["estimate", "--model", "llama-2-7b", "--method", "full", "--gpus", "4", "--json"])
+    data = json.loads(out.output)
+    assert out.exit_code == 0 and data["assumptions"]["strategy"] == "fsdp" and "FSDP" in data["warnings"][0]
+    flags = ["--chunked-loss", "--activation-offload", "--optimizer", "paged-adamw"]
+    plain = json.loads(run(["estimate", "--model", "llama-2-7b", "--json"]).output)
+    lean = json.loads(run(["estimate", "--model", "llama-2-7b", "--json", *flags]).output)
+    assert lean["assumptions"]["chunked_loss"] and lean["assumptions"]["activation_offload"]
+    assert lean["breakdown"]["activations"] < plain["breakdown"]["activations"]
+    assert lean["breakdown"]["optimizer"] == 0  # paged: in memory the driver pages to the CPU
+    hf = json.loads(run(["estimate", "--model", "llama-2-7b", "--method", "infer", "--engine", "hf",
+                               "--new-tokens", "2048", "--seq-len", "30000", "--json"]).output)
+    assert hf["assumptions"]["engine"] == "hf" and hf["assumptions"]["prefill_chunk"] == 0
+    assert hf["tensors_gb"] < hf["total_gb"]
+    bad = run(["estimate", "--model", "llama-2-7b", "--engine", "tgi"])
+    assert bad.exit_code == 2
+
+
+def test_paged_optimizer_recipe_key_validates_and_reaches_the_trainer() -> None:
+    from pydantic import ValidationError
+
+    from tunekit.recipe_model import TrainSection
+    from tunekit.training import OPTIMIZERS
+
+    assert TrainSection(optimizer="paged-adamw-8bit").optimizer == "paged-adamw-8bit"
+    assert OPTIMIZERS["paged-adamw"] == "paged_adamw_32bit"  # a transformers ``optim`` name (bitsandbytes)
+    with pytest.raises(ValidationError):
+        TrainSection(optimizer="paged-sgd")
