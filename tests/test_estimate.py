@@ -328,3 +328,25 @@ def test_paged_optimizer_recipe_key_validates_and_reaches_the_trainer() -> None:
     assert OPTIMIZERS["paged-adamw"] == "paged_adamw_32bit"  # a transformers ``optim`` name (bitsandbytes)
     with pytest.raises(ValidationError):
         TrainSection(optimizer="paged-sgd")
+
+
+def test_estimate_quant_and_recommend_agree_on_every_quantizer() -> None:
+    """``estimate --quant NAME`` and recommend's candidates translate a quantizer plugin through one function."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tunekit.cli import cli
+    from tunekit.rules.candidates import quant_spec_of
+
+    registry = load_registry()
+    arch = resolve_model("llama-3.1-8b")
+    names = sorted(registry.classes.get("quantizer", {}))
+    assert "rtn" in names
+    for name in names:
+        out = CliRunner().invoke(cli, ["estimate", "--model", "llama-3.1-8b", "--method", "infer", "--quant", name,
+                                       "--json"])
+        assert out.exit_code == 0, out.output
+        cli_weights = json.loads(out.output)["breakdown"]["weights"]
+        rec_weights = weight_bytes(arch, quant_spec_of(registry.classes["quantizer"][name]())) / GB
+        assert cli_weights == pytest.approx(rec_weights, abs=0.001), name

@@ -87,6 +87,27 @@ def quant_spec(name_or_bits: str | float | None) -> QuantSpec:
     raise UsageError(f"unknown quantization '{name_or_bits}' (known: {known}; or an installed quantizer)")
 
 
+def memory_bits(quantizer: Any) -> float:
+    """Bits a weight takes in memory: ``storage_bits_per_weight()`` when the plugin declares one (a
+    fake-quant RTN output stays in the model's dtype), else ``bits_per_weight()``."""
+    storage = getattr(quantizer, "storage_bits_per_weight", None)
+    if callable(storage):
+        try:
+            return float(storage())
+        except Exception:  # a plugin's optional declaration failing falls back to its bits
+            pass
+    return float(quantizer.bits_per_weight())
+
+
+def quant_spec_of(quantizer: Any) -> QuantSpec:
+    """The one translation from a quantizer plugin to its memory spec (``estimate --quant``, recipes, recommend)."""
+    try:
+        kept = tuple(quantizer.kept_16bit())
+    except Exception:  # a plugin that cannot say keeps the usual two 16-bit
+        kept = ("embed_tokens", "lm_head")
+    return QuantSpec(quantizer.name, memory_bits(quantizer), kept, bool(quantizer.trainable))
+
+
 @dataclass(frozen=True)
 class Setup:
     """Everything besides the architecture that decides the peak."""
@@ -453,11 +474,7 @@ def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup
 
     recipe, stages = resolved.recipe, resolved.stages
     quantizer, adapter, context = stages.get("quantizer"), stages.get("adapter"), stages.get("context")
-    quant = QUANTS["bf16"]
-    if quantizer is not None:
-        storage = getattr(quantizer, "storage_bits_per_weight", None)  # fake-quant output stays 16-bit
-        bits = float(storage() if callable(storage) else quantizer.bits_per_weight())
-        quant = QuantSpec(quantizer.name, bits, tuple(quantizer.kept_16bit()), bool(quantizer.trainable))
+    quant = quant_spec_of(quantizer) if quantizer is not None else QUANTS["bf16"]
     train = recipe.train
     if train is not None and adapter is not None:
         method = "qlora" if quantizer is not None else "lora"

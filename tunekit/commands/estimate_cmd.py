@@ -125,17 +125,12 @@ def _trainable(adapter: str | None, rank: int | None, arch: Any, registry: Any) 
 
 
 def _quant(value: str | float | None, registry: Any) -> Any:
-    """A known format name or bits, else an installed quantizer plugin's declaration."""
+    """An installed quantizer plugin's declaration (what ``recommend`` uses too), else a known format or bits."""
     from tunekit import estimate as est
 
-    try:
-        return est.quant_spec(value)
-    except UsageError:
-        if isinstance(value, str) and value in registry.classes.get("quantizer", {}):
-            inst = registry.classes["quantizer"][value]()
-            return est.QuantSpec(inst.name, float(inst.bits_per_weight()), tuple(inst.kept_16bit()),
-                                 bool(inst.trainable))
-        raise
+    if isinstance(value, str) and value in registry.classes.get("quantizer", {}):
+        return est.quant_spec_of(registry.classes["quantizer"][value]())
+    return est.quant_spec(value)
 
 
 def _print(data: dict[str, Any]) -> None:
