@@ -241,8 +241,8 @@ def main() -> None:
     lines += ["", "| # | model | kind | compares | seq | GPUs | measured GB | estimate GB | band | error % |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['index']} | {r['model']} | {r['kind']} | {r['compare']} | {r['seq_len']} | {r['gpus']} | "
-              f"{r['measured_gb']} | {r['estimate_gb']} | {r['low_gb']}-{r['high_gb']}{'' if r['in_band'] else ' (out)'}"
-              f" | {r['error_pct']:+} |" for r in rows]
+              f"{r['measured_gb']} | {r['estimate_gb']} | {r['low_gb']}-{r['high_gb']}"
+              f"{'' if r['in_band'] else ' (out)'} | {r['error_pct']:+} |" for r in rows]
     lines += ["", f"tunekit recommend cold start: min {timing['min_s']} s, median {timing['median_s']} s "
                   f"(python -c pass: {timing['python_startup_min_s']} s, python -c 'import torch': "
                   f"{timing['import_torch_min_s']} s, "

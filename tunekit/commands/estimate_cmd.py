@@ -47,9 +47,10 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
             quant: str | None, adapter_name: str | None, rank: int | None, seq_len: int | None, batch: int | None,
             grad_ckpt: bool | None, optimizer: str | None, chunked_loss: bool | None,
             activation_offload: bool | None, engine: str | None, new_tokens: int | None,
-            attention: str | None, kv_bits: float | None, gpus: int | None, strategy: str | None, vram: float | None, ask_seq: bool, ask_batch: bool, ask_quant: bool,
-            list_models: bool, as_json: bool) -> None:
-    """Estimate peak GPU memory per GPU (weights, gradients, optimizer, activations, KV cache, overhead)."""
+            attention: str | None, kv_bits: float | None, gpus: int | None, strategy: str | None,
+            vram: float | None, ask_seq: bool, ask_batch: bool, ask_quant: bool, list_models: bool,
+            as_json: bool) -> None:
+    """Estimate peak GPU memory per GPU (weights, gradients, optimizer, activations, KV cache, CUDA context)."""
     from tunekit import estimate as est
     from tunekit.model_facts import load_catalog, resolve_model
     from tunekit.plugins import get_registry
