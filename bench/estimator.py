@@ -1,14 +1,13 @@
-"""Estimator vs every published memory number in REFERENCE.md, and ``tunekit recommend``'s cold start.
+"""Estimator vs 184 published, measured peaks (bench/data/vram_calibration.json), and recommend's cold start.
 
-Run: ``python bench/estimator.py``. Writes ``bench/results/estimator-cpu.json`` and
-``bench/results/estimator-cpu.md``; prints the table, then the mean absolute error last.
+Run: ``python bench/estimator.py`` (``--fit`` first re-fits the estimator's fitted constants on the set and
+prints them; paste them into tunekit/advise/estimate.py). Writes ``bench/results/estimator-cpu.json`` and ``.md``.
 
-Each point says what its source measured and the estimator compares the same thing: the peak
-(nvidia-smi-like, with CUDA context) for the LLaMA-Factory wiki, live tensors for torchtune (its
-numbers come from torch.cuda memory stats, which exclude the CUDA context), the weights alone for the
-Hugging Face blog's inference row and the llama.cpp file sizes. "estimated" points (LLaMA-Factory
-README, HF blog training row) are themselves rough formulas with unstated batch and length; they are
-reported apart from the measured ones.
+Each point is translated into the ``Setup`` its source ran (engine, quantization format, LoRA rank and
+targets, checkpointing, GPUs and strategy, generated tokens) from the source's own facts, never from the
+number it published, and compared like with like: most sources report ``torch.cuda.max_memory_allocated``
+(the estimate's ``tensors``); the Qwen-1 fine-tuning profile is a whole-GPU figure (``total``); rows the
+sources summed over GPUs are compared with the per-GPU estimate times the GPUs.
 """
 
 from __future__ import annotations
@@ -19,100 +18,161 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tunekit.advise.estimate import (
-    CUDA_CONTEXT_GB,
-    FRAGMENTATION,
-    GB,
-    QUANTS,
-    Setup,
-    default_lora_params,
-    estimate,
-    quant_spec,
-)
-from tunekit.advise.model_facts import generic_arch, resolve_model
+import tunekit.advise.estimate as E
+from tunekit.advise.estimate import GB, QUANTS, QuantSpec, Setup, band, default_lora_params, estimate
+from tunekit.core.arch import ModelArch
 
-GIB = 2**30
+DATA = Path(__file__).resolve().parent / "data" / "vram_calibration.json"
 RESULTS = Path(__file__).resolve().parent / "results"
+KINDS = ("inference 16-bit", "inference quantized", "LoRA", "QLoRA", "full", "multi-GPU")
+FITTED = ("ALLOCATOR", "DEQUANT_LAYERS", "INFER_ACT_SCALE")
+
+# quantization formats as the sources name them; bits from the formats' definitions (block scales included)
+_FORMATS = {
+    "bf16": QUANTS["bf16"],
+    "GPTQ-int8": QuantSpec("gptq-int8", 8.0 + 20 / 128),  # g128: fp16 scale + packed zero per group
+    "GPTQ-int4": QUANTS["int4"],
+    "AWQ-int4": QUANTS["int4"],
+    "nf4": QuantSpec("nf4", 4.0 + 32 / 64, trainable=True),  # fp32 absmax per 64-weight block
+    "nf4 + double quant": QUANTS["nf4"],
+    "fp4 (bnb)": QuantSpec("fp4", 4.0 + 32 / 64, trainable=True),
+}
 
 
 @dataclass
 class Point:
-    source: str
-    kind: str  # measured | estimated | file
-    label: str
+    index: int
     model: str
-    published_gb: float
+    kind: str
+    measured_gb: float
+    arch: ModelArch
     setup: Setup
-    compare: str = "total"  # total | live (no CUDA context / allocator slack) | weights
-    params: str | None = None  # generic model size when the source's model is not in the catalog
+    compare: str  # tensors | total
+    summed: bool  # the source added the GPUs' peaks up
+    source: str
 
-    def arch(self) -> Any:
-        return generic_arch(self.params) if self.params else resolve_model(self.model)
-
-    def estimated_gb(self) -> float:
-        est = estimate(self.arch(), self.setup)
-        if self.compare == "weights":
-            return est.breakdown["weights"] / GB
-        if self.compare == "live":
-            live = sum(v for k, v in est.breakdown.items() if k != "overhead")
-            overhead_live = est.breakdown["overhead"] - CUDA_CONTEXT_GB * GB - FRAGMENTATION * live
-            return (live + overhead_live) / GB
-        return est.total_gb
+    def estimated(self) -> tuple[float, float, float]:
+        """(point, low, high) in GB, on the quantity the source measured."""
+        est = estimate(self.arch, self.setup)
+        value = est.tensors if self.compare == "tensors" else est.total
+        if self.summed:
+            value *= self.setup.gpus
+        low, high = band(value)
+        return value / GB, low / GB, high / GB
 
 
-def points() -> list[Point]:
-    out: list[Point] = []
-    # LLaMA-Factory wiki (measured): Llama-2-7B QLoRA 4-bit, batch 1, FlashAttention-2, LoRA r8 (default) all linears
-    l2 = resolve_model("llama-2-7b")
-    r8 = default_lora_params(l2, r=8)
-    for seq, gb in ((1024, 6), (2048, 7), (4096, 9), (8192, 12), (16384, 19), (32768, 32)):
-        out.append(Point("LLaMA-Factory wiki", "measured", f"QLoRA 4-bit seq {seq}", "llama-2-7b", gb,
-                         Setup(method="qlora", quant=QUANTS["nf4"], seq_len=seq, trainable_params=r8)))
-    # torchtune README (measured, GiB): Llama-3.1-8B, batch 2 x packed 2048, activation checkpointing, chunked loss
-    l3 = resolve_model("llama-3.1-8b")
-    tt = {"seq_len": 2048, "batch": 2, "chunked_loss": True}
-    out.append(Point("torchtune README", "measured", "full, 8-bit paged AdamW, optimizer in backward", "llama-3.1-8b",
-                     18.9 * GIB / GB, Setup(method="full", precision="bf16", optimizer="paged-adamw-8bit",
-                                            optimizer_in_backward=True, **tt), compare="live"))  # type: ignore[arg-type]
-    out.append(Point("torchtune README", "measured", "LoRA r8 q/k/v/o+MLP", "llama-3.1-8b", 16.2 * GIB / GB,
-                     Setup(method="lora", trainable_params=default_lora_params(l3, r=8), **tt),  # type: ignore[arg-type]
-                     compare="live"))
-    out.append(Point("torchtune README", "measured", "QLoRA r8 q/k/v/o+MLP", "llama-3.1-8b", 7.4 * GIB / GB,
-                     Setup(method="qlora", quant=QUANTS["nf4"], trainable_params=default_lora_params(l3, r=8),
-                           **tt), compare="live"))  # type: ignore[arg-type]
-    # llama.cpp quantize README: Llama-3.1-8B GGUF file sizes (GiB)
-    for gguf, gib in (("Q4_K_M", 4.58), ("Q8_0", 7.95), ("F16", 14.96)):
-        out.append(Point("llama.cpp README", "file", f"GGUF {gguf}", "llama-3.1-8b", gib * GIB / GB,
-                         Setup(method="infer", quant=quant_spec(gguf)), compare="weights"))
-    # Hugging Face Llama 3.1 blog: inference memory for the weights (FP16 / FP8 / INT4)
-    for model, row in (("llama-3.1-8b", (16, 8, 4)), ("llama-3.1-70b", (140, 70, 35))):
-        for fmt, gb in zip(("bf16", "fp8", "int4"), row):
-            out.append(Point("HF Llama 3.1 blog", "estimated", f"inference weights {fmt}", model, gb,
-                             Setup(method="infer", quant=QUANTS[fmt]), compare="weights"))
-        full, lora, qlora = (60, 16, 6) if model.endswith("8b") else (500, 160, 48)
-        short = {"seq_len": 512}
-        out.append(Point("HF Llama 3.1 blog", "estimated", "full fine-tune (bf16 AdamW)", model, full,
-                         Setup(method="full", precision="bf16", **short)))  # type: ignore[arg-type]
-        out.append(Point("HF Llama 3.1 blog", "estimated", "LoRA", model, lora, Setup(method="lora", **short)))
-        out.append(Point("HF Llama 3.1 blog", "estimated", "QLoRA", model, qlora,
-                         Setup(method="qlora", quant=QUANTS["nf4"], **short)))  # type: ignore[arg-type]
-    # LLaMA-Factory README (estimated; batch and length unstated: assumed batch 1, 512 tokens)
-    table = {"Full AMP 32": (Setup(method="full", seq_len=512), (120, 240, 600, 1200, 900)),
-             "Full 16": (Setup(method="full", precision="bf16", seq_len=512), (60, 120, 300, 600, 400)),
-             "LoRA 16": (Setup(method="lora", seq_len=512), (16, 32, 64, 160, 120)),
-             "QLoRA 8": (Setup(method="qlora", quant=QUANTS["int8"], seq_len=512), (10, 20, 40, 80, 60)),
-             "QLoRA 4": (Setup(method="qlora", quant=QUANTS["nf4"], seq_len=512), (6, 12, 24, 48, 30)),
-             "QLoRA 2": (Setup(method="qlora", quant=QUANTS["int2"], seq_len=512), (4, 8, 16, 24, 18))}
-    sizes = (("7B", "llama-2-7b", None), ("13B", "llama-2-13b", None), ("30B", "llama-30b", "32.5B"),
-             ("70B", "llama-2-70b", None), ("8x7B", "mixtral-8x7b", None))
-    for label, (setup, row) in table.items():
-        for (size, model, params), gb in zip(sizes, row):
-            out.append(Point("LLaMA-Factory README", "estimated", f"{label} {size}", model, gb, setup, params=params))
+def _quant(name: str, litgpt: bool) -> QuantSpec:
+    spec = _FORMATS.get(name) or _FORMATS["nf4" if name.startswith("bnb") else "GPTQ-int4"]
+    # lit-gpt's bitsandbytes precision replaces every nn.Linear, the lm_head too
+    return replace(spec, kept_16bit=("embed_tokens",)) if litgpt and spec.bits < 16 else spec
+
+
+def load_points() -> list[Point]:
+    data = json.loads(DATA.read_text())
+    configs = {k: ModelArch.from_hf_config(v, name=k) for k, v in data["configs"].items()}
+    out = []
+    for i, p in enumerate(data["points"]):
+        arch = configs[p["config"]]
+        litgpt = "litgpt" in p["source"].lower() or "lightning.ai" in p["source"]
+        qwen1 = p["source"].startswith("QwenLM/Qwen README")
+        method = {"inference": "infer", "LoRA": "lora", "QLoRA": "qlora", "full": "full"}[p["method"]]
+        quant = _quant(p["quant"].split(" base")[0], litgpt)
+        gpus = int(p["gpus"])
+        kw: dict[str, Any] = {"method": method, "quant": quant, "batch": int(p["batch"] or 1)}
+        if method == "infer":
+            # HF generate / lit-gpt generate: the prompt prefilled at once, then new tokens into the cache
+            if qwen1:  # seq_len is the generated length; the prompt is short
+                kw.update(seq_len=1, new_tokens=int(p["seq_len"]))
+            elif litgpt:  # generate script defaults: a one-line prompt, 50 new tokens
+                kw.update(seq_len=16, new_tokens=50)
+            else:
+                kw.update(seq_len=int(p["seq_len"]), new_tokens=2048)
+            kw.update(engine="hf", gpus=1)  # device_map="auto" splits layers: the GPUs' sum is one model
+            summed = False
+        else:
+            kw.update(seq_len=int(p["seq_len"]), grad_ckpt=p["grad_ckpt"] is not False,
+                      optimizer="sgd" if p["optimizer"] == "SGD" else "adamw")
+            if method != "full":
+                targets = ("q_proj", "v_proj") if litgpt else E.ALL_LINEAR
+                r = 8 if litgpt else 64
+                kw.update(lora_targets=targets, trainable_params=default_lora_params(arch, r, targets))
+            if litgpt:
+                kw.update(chunked_loss=True)  # lit-gpt's chunked_cross_entropy (128-token chunks)
+            summed = qwen1 and gpus > 1
+            if gpus > 1:
+                kw.update(gpus=gpus, strategy="zero3" if qwen1 else "fsdp")
+                if litgpt:  # lit-gpt FSDPStrategy: activation checkpointing per Block; full state dict at save
+                    kw.update(grad_ckpt=True, gather_full_weights=True)
+        kind = "multi-GPU" if gpus > 1 else {"infer": "inference 16-bit" if quant.bits >= 16 else
+                                               "inference quantized", "lora": "LoRA", "qlora": "QLoRA",
+                                               "full": "full"}[method]
+        out.append(Point(i, p["model"], kind, p["measured_gb"], arch, Setup(**kw),
+                         "total" if qwen1 and method != "infer" else "tensors", summed, p["source"].split(" ")[0]))
     return out
+
+
+def evaluate(points: list[Point]) -> list[dict[str, Any]]:
+    rows = []
+    for p in points:
+        est, low, high = p.estimated()
+        err = (est - p.measured_gb) / p.measured_gb
+        rows.append({"index": p.index, "model": p.model, "kind": p.kind, "training": p.setup.method != "infer",
+                     "source": p.source, "compare": p.compare + (" x gpus" if p.summed else ""),
+                     "seq_len": p.setup.seq_len, "gpus": p.setup.gpus, "measured_gb": round(p.measured_gb, 3),
+                     "estimate_gb": round(est, 3), "low_gb": round(low, 3), "high_gb": round(high, 3),
+                     "error_pct": round(100 * err, 1), "in_band": low <= p.measured_gb <= high})
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def stats(sel: list[dict[str, Any]]) -> dict[str, Any]:
+        errs = [r["error_pct"] for r in sel]
+        absd = [abs(e) for e in errs]
+        return {"points": len(sel), "mape_pct": round(statistics.mean(absd), 1),
+                "median_abs_error_pct": round(statistics.median(absd), 1),
+                "within_10_pct": round(sum(a <= 10 for a in absd) / len(sel), 3),
+                "within_20_pct": round(sum(a <= 20 for a in absd) / len(sel), 3),
+                "mean_signed_error_pct": round(statistics.mean(errs), 1),
+                "under_estimated": round(sum(e < 0 for e in errs) / len(sel), 3),
+                "under_by_more_than_10_pct": round(sum(e < -10 for e in errs) / len(sel), 3),
+                "band_coverage": round(sum(r["in_band"] for r in sel) / len(sel), 3)}
+    out = {"all": stats(rows), "training": stats([r for r in rows if r["training"]])}
+    for kind in KINDS:
+        sel = [r for r in rows if r["kind"] == kind]
+        if sel:
+            out[kind] = stats(sel)
+    return out
+
+
+def objective(points: list[Point]) -> float:
+    """What the fit minimizes: mean absolute % error, plus a penalty on training points under by > 10%."""
+    rows = evaluate(points)
+    mape = statistics.mean(abs(r["error_pct"]) for r in rows)
+    under = [r for r in rows if r["training"] and r["error_pct"] < -10]
+    return mape + 3 * sum(-10 - r["error_pct"] for r in under) / max(1, sum(r["training"] for r in rows))
+
+
+def fit(points: list[Point], rounds: int = 4) -> dict[str, float]:
+    """Coordinate search over the fitted constants (no scipy: the estimator stays dependency-free)."""
+    best = objective(points)
+    for _ in range(rounds):
+        for name in FITTED:
+            for factor in (0.5, 0.7, 0.85, 0.93, 1.07, 1.15, 1.4, 2.0):
+                old = getattr(E, name)
+                setattr(E, name, old * factor)
+                score = objective(points)
+                if score < best - 1e-6:
+                    best = score
+                else:
+                    setattr(E, name, old)
+    ratios = sorted(p.measured_gb / p.estimated()[0] for p in points)
+    E.BAND_LOW = round(ratios[int(0.05 * len(ratios))], 3)
+    E.BAND_HIGH = round(ratios[int(0.95 * len(ratios))], 3)
+    return {name: round(getattr(E, name), 3) for name in (*FITTED, "BAND_LOW", "BAND_HIGH")}
 
 
 def time_recommend(runs: int = 5) -> dict[str, Any]:
@@ -149,46 +209,55 @@ def time_recommend(runs: int = 5) -> dict[str, Any]:
             "load_average": os.getloadavg()[0], "budget_s": 0.3}
 
 
+def time_torch_import(runs: int = 3) -> float:
+    """What recommend avoids: a fresh ``python -c "import torch"``."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        times.append(time.perf_counter() - start)
+    return round(min(times), 3)
+
+
 def main() -> None:
-    rows = []
-    for p in points():
-        est = p.estimated_gb()
-        rows.append({"source": p.source, "kind": p.kind, "point": p.label, "model": p.model,
-                     "compare": p.compare, "published_gb": round(p.published_gb, 2), "estimate_gb": round(est, 2),
-                     "error_gb": round(est - p.published_gb, 2),
-                     "error_pct": round(100 * (est - p.published_gb) / p.published_gb, 1)})
-    oom = estimate(resolve_model("llama-2-7b"), method="qlora", quant=QUANTS["nf4"], seq_len=65536,
-                   trainable_params=default_lora_params(resolve_model("llama-2-7b"), r=8)).total_gb
-    summary: dict[str, Any] = {}
-    for kind in ("measured", "file", "estimated"):
-        sel = [r for r in rows if r["kind"] == kind]
-        summary[kind] = {"points": len(sel), "mae_gb": round(statistics.mean(abs(r["error_gb"]) for r in sel), 2),
-                         "mape_pct": round(statistics.mean(abs(r["error_pct"]) for r in sel), 1)}
-    summary["all"] = {"points": len(rows), "mae_gb": round(statistics.mean(abs(r["error_gb"]) for r in rows), 2),
-                      "mape_pct": round(statistics.mean(abs(r["error_pct"]) for r in rows), 1)}
+    points = load_points()
+    fitted = fit(points) if "--fit" in sys.argv else None
+    rows = evaluate(points)
+    summary = summarize(rows)
     timing = time_recommend()
-    report = {"units": "GB = 1e9 bytes", "points": rows, "llama_factory_64k_oom_on_40gb": {
-        "estimate_gb": round(oom, 1), "predicts_oom": oom > 40}, "summary": summary, "recommend_cold_start": timing}
+    timing["import_torch_min_s"] = time_torch_import()
+    report = {"units": "GB = 1e9 bytes", "data": str(DATA.relative_to(DATA.parents[2])), "fitted": fitted,
+              "constants": {k: getattr(E, k) for k in (*FITTED, "BAND_LOW", "BAND_HIGH", "CUDA_CONTEXT_GB",
+                                                         "GATHER_LAYERS", "NORM_UPCAST_BYTES")},
+              "summary": summary, "points": rows, "recommend_cold_start": timing}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "estimator-cpu.json").write_text(json.dumps(report, indent=2))
-    lines = ["| source | kind | point | model | compares | published GB | estimate GB | error GB | error % |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['source']} | {r['kind']} | {r['point']} | {r['model']} | {r['compare']} | {r['published_gb']} | "
-              f"{r['estimate_gb']} | {r['error_gb']:+} | {r['error_pct']:+} |" for r in rows]
-    lines += ["", f"LLaMA-Factory wiki 64k tokens (out of memory on 40 GB): estimate {oom:.1f} GB -> "
-                  f"{'predicts OOM' if oom > 40 else 'MISSES the OOM'}", ""]
-    lines += [f"MAE {kind}: {s['mae_gb']} GB ({s['mape_pct']}%) over {s['points']} points"
-              for kind, s in summary.items()]
+    lines = ["| kind | points | MAPE % | median % | within 10% | within 20% | mean signed % | under | "
+             "under >10% | band coverage |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for kind, st in summary.items():
+        lines.append(f"| {kind} | {st['points']} | {st['mape_pct']} | {st['median_abs_error_pct']} | "
+                     f"{st['within_10_pct']:.0%} | {st['within_20_pct']:.0%} | {st['mean_signed_error_pct']:+} | "
+                     f"{st['under_estimated']:.0%} | {st['under_by_more_than_10_pct']:.0%} | "
+                     f"{st['band_coverage']:.0%} |")
+    lines += ["", "| # | model | kind | compares | seq | GPUs | measured GB | estimate GB | band | error % |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['index']} | {r['model']} | {r['kind']} | {r['compare']} | {r['seq_len']} | {r['gpus']} | "
+              f"{r['measured_gb']} | {r['estimate_gb']} | {r['low_gb']}-{r['high_gb']}"
+              f"{'' if r['in_band'] else ' (out)'} | {r['error_pct']:+} |" for r in rows]
     lines += ["", f"tunekit recommend cold start: min {timing['min_s']} s, median {timing['median_s']} s "
-                  f"(python -c pass: {timing['python_startup_min_s']} s, "
+                  f"(python -c pass: {timing['python_startup_min_s']} s, python -c 'import torch': "
+                  f"{timing['import_torch_min_s']} s, "
                   f"tunekit --help: {timing['tunekit_help_min_s']} s with the cached plugin-command listing, "
                   f"{timing['tunekit_help_uncached_min_s']} s without; "
-                  f"load average {timing['load_average']:.1f}); "
-                  f"imports torch: {timing['imports_torch']}"]
+                  f"load average {timing['load_average']:.1f}); imports torch: {timing['imports_torch']}"]
     text = "\n".join(lines) + "\n"
     (RESULTS / "estimator-cpu.md").write_text(text)
     print(text, end="")
-    print(f"mean absolute error: measured {summary['measured']['mae_gb']} GB, all {summary['all']['mae_gb']} GB")
+    if fitted:
+        print(f"fitted constants: {fitted}")
+    a = summary["all"]
+    print(f"all {a['points']} points: MAPE {a['mape_pct']}%, band coverage {a['band_coverage']:.0%}; training under "
+          f"by >10%: {summary['training']['under_by_more_than_10_pct']:.0%}")
 
 
 if __name__ == "__main__":

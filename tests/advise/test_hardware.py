@@ -24,7 +24,7 @@ def test_table_covers_the_common_cards() -> None:
         assert name in names
     t4, h100 = find_gpu("t4"), find_gpu("H100")
     assert not t4.bf16 and t4.compute_capability == "7.5"
-    assert h100.bf16 and h100.fp8 and h100.vram_gb == 80
+    assert h100.bf16 and h100.fp8 and h100.vram_gib == 80 and h100.vram_gb == 85.9  # 80 GiB
 
 
 def test_unknown_gpu_lists_the_known_ones() -> None:
@@ -63,7 +63,7 @@ def test_flags_win_over_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     hw = resolve_hardware(vram=24, ram=64)
     assert (hw.vram_gb, hw.gpus, hw.cuda, hw.ram_gb) == (24, 1, True, 64)
     hw = resolve_hardware(gpu="a100-40gb", gpus=4)
-    assert (hw.vram_gb, hw.gpus, hw.total_vram_gb, hw.compute_capability) == (40, 4, 160, "8.0")
+    assert (hw.vram_gb, hw.gpus, hw.total_vram_gb, hw.compute_capability) == (42.95, 4, 171.8, "8.0")  # 40 GiB
     cpu = resolve_hardware(cpu_only=True, ram=32)
     assert (cpu.gpus, cpu.cuda, cpu.ram_gb) == (0, False, 32)
     with pytest.raises(UsageError):
@@ -87,7 +87,8 @@ def test_detection_uses_torch_only_when_already_imported(monkeypatch: pytest.Mon
 
 
 def test_smallest_gpu_fitting() -> None:
-    assert smallest_gpu_fitting(20).vram_gb == 24  # type: ignore[union-attr]
+    assert smallest_gpu_fitting(20).vram_gib == 24  # type: ignore[union-attr]
+    assert smallest_gpu_fitting(25.9).vram_gib == 32  # type: ignore[union-attr]  # a 24 GiB card is 25.77 GB
     gpu = smallest_gpu_fitting(60)
     assert gpu is not None and gpu.name == "a100-80gb"  # 80 GB, the older generation first
     assert smallest_gpu_fitting(10_000) is None

@@ -67,3 +67,17 @@ def test_advice_prints_llama_cpp_and_ollama_lines() -> None:
     cpu = serve_advice(LLAMA3_8B, cpu_only=True, ram_gb=8, context=4096)
     assert cpu["offload"]["ngl"] == 0 and "-ngl 0" in cpu["commands"]["llama.cpp"][0]
     assert serve_commands("m.gguf", ngl=10, context=2048)["ollama"][0] == "ollama create tuned -f Modelfile"
+
+
+def test_one_kv_cache_formula_and_one_gpu_layers() -> None:
+    """serving's KV cache is the estimator's formula at the ggml type's bits; recommend's -ngl is serving's."""
+    import inspect
+
+    from tunekit.advise import estimate
+    from tunekit.advise.model_facts import resolve_model
+    from tunekit.advise.rules import serve as rules_serve
+
+    arch = resolve_model("llama-3.1-8b")
+    assert kv_cache_bytes(arch, 4096, "q8_0") == int(estimate.kv_cache_bytes(arch, 4096, 1, kv_bits=34 / 32 * 8))
+    assert "serving.gpu_layers(" in inspect.getsource(rules_serve.gpu_layers)
+

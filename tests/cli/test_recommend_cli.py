@@ -98,7 +98,8 @@ def test_estimate_cli(fake_registry: plugins.Registry, tmp_path: Path) -> None:
     result = invoke("estimate", "--model", "llama-2-7b", "--method", "qlora", "--seq-len", "1024", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data["breakdown"]) == {"weights", "gradients", "optimizer", "activations", "kv_cache", "overhead"}
+    assert set(data["breakdown"]) == {"weights", "gradients", "optimizer", "activations", "kv_cache", "cuda_context",
+                                      "allocator"}
     assert data["assumptions"]["weights"] == "nf4" and data["low_gb"] < data["total_gb"] < data["high_gb"]
     inverse = invoke("estimate", "--model", "llama-3.1-8b", "--method", "lora", "--vram", "24", "--max-seq-len",
                      "--smallest-quant", "--json")

@@ -2,7 +2,9 @@
 
 Detection asks ``nvidia-smi`` (no import at all) and falls back to ``torch.cuda`` only when torch is
 *already* imported by the caller, so ``tunekit recommend`` never pays torch's import time. Figures in
-``GPUS`` are the vendors' datasheet numbers (memory in GB as marketed, bandwidth in GB/s).
+``GPUS`` are the vendors' datasheet numbers (bandwidth in GB/s). Memory as marketed is in GiB: a "24 GB" card
+has 24 GiB = 25.77 GB; the table keeps the marketed GiB and ``vram_gb`` converts, so every budget tunekit
+compares with an estimate is in GB = 1e9 bytes, as ``--vram`` is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class GPU:
     """One accelerator model: what the estimator and the rules need to know."""
 
     name: str
-    vram_gb: float
+    vram_gib: float  # as marketed: NVIDIA's and AMD's "GB" are GiB
     bandwidth_gbs: float
     bf16: bool
     fp8: bool
@@ -30,6 +32,11 @@ class GPU:
     vendor: str = "nvidia"
     arch: str = ""
     aliases: tuple[str, ...] = ()
+
+    @property
+    def vram_gb(self) -> float:
+        """Capacity in GB = 1e9 bytes, the estimator's unit (24 GiB -> 25.77 GB)."""
+        return round(self.vram_gib * 2**30 / 1e9, 2)
 
 
 #: Datasheet numbers (NVIDIA / AMD product pages). bf16 needs compute capability >= 8.0 (Ampere);

@@ -44,10 +44,17 @@ def gguf_bytes(params: int, type_name: str) -> int:
 
 
 def kv_cache_bytes(arch: ModelArch, context: int, kv_type: str = "f16", batch: int = 1) -> int:
-    """Bytes of llama.cpp's KV cache for ``context`` tokens (K and V, every layer)."""
+    """Bytes of llama.cpp's KV cache for ``context`` tokens: the estimator's formula at the ggml type's bits."""
+    from tunekit.advise import estimate
+
     if kv_type not in KV_BYTES:
         raise ValueError(f"KV cache type must be one of {', '.join(KV_BYTES)}, got '{kv_type}'")
-    return int(2 * arch.layers * arch.kv_heads * arch.head_dim * context * batch * KV_BYTES[kv_type])
+    return int(estimate.kv_cache_bytes(arch, context, batch, kv_bits=KV_BYTES[kv_type] * 8))
+
+
+def kv_type(kv_bits: float) -> str:
+    """llama.cpp's ``--cache-type-k/v`` for a KV cache of ``kv_bits`` bits."""
+    return "f16" if kv_bits >= 16 else "q8_0" if kv_bits >= 8 else "q4_0"
 
 
 def gguf_choices(params: int, *, goal: str = "quality", memory_bytes: int | None = None) -> list[dict[str, Any]]:

@@ -18,6 +18,10 @@ from tunekit.core.errors import UsageError
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 ALL_LINEAR = ATTENTION_MODULES + MLP_MODULES
+#: ``model_type`` values whose config fields mean what ``from_hf_config`` reads (separate q/k/v, gated MLP).
+KNOWN_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
+                         "gemma2", "gemma3_text", "phi3", "olmo", "olmo2", "granite", "cohere", "starcoder2",
+                         "deepseek_v2", "internlm2", "yi", "smollm3"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class ModelArch:
     family: str = ""
     aliases: tuple[str, ...] = field(default=())
     published_params_b: float = 0.0
+    guessed: tuple[str, ...] = field(default=(), compare=False)  # what from_hf_config had to assume, said aloud
 
     def __post_init__(self) -> None:
         if self.head_dim == 0:
@@ -115,6 +120,7 @@ class ModelArch:
             hidden = int(config["hidden_size"])
             rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
             experts = int(config.get("num_local_experts") or config.get("num_experts") or 0)
+            guessed = _guesses(config)
             arch = cls(
                 name=name,
                 layers=int(config["num_hidden_layers"]),
@@ -134,6 +140,7 @@ class ModelArch:
                 if experts
                 else 0,
                 family=str(config.get("model_type", "")),
+                guessed=guessed,
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError) as exc:
             raise UsageError(f"{name}: config.json: a decoder field tunekit needs is missing or malformed: "
@@ -159,3 +166,18 @@ class ModelArch:
         if not isinstance(config, dict):
             raise UsageError(f"{config_file}: not a JSON object (a transformers config.json is one)")
         return cls.from_hf_config(config, name=str(path))
+
+
+def _guesses(config: dict[str, Any]) -> tuple[str, ...]:
+    """What reading ``config`` as a Llama-shaped decoder assumes, one line each, so estimates can warn."""
+    model_type = str(config.get("model_type") or "")
+    out = []
+    if model_type not in KNOWN_TYPES:
+        out.append(f"model_type '{model_type or '(none)'}' is not one tunekit knows: read as a Llama-style decoder "
+                   "(separate q/k/v projections, gated MLP, untied head unless tie_word_embeddings); a fused-QKV or "
+                   "non-gated model will be mis-sized")
+    if not config.get("intermediate_size"):
+        out.append("no intermediate_size: guessed 4 x hidden_size")
+    if not config.get("num_key_value_heads"):
+        out.append("no num_key_value_heads: guessed = num_attention_heads (no GQA)")
+    return tuple(out)

@@ -41,7 +41,8 @@ class TrainSection(Section):
     scheduler: Literal["constant", "linear", "cosine"] = Field("cosine", description="LR schedule")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps")
     weight_decay: float = Field(0.0, ge=0, le=1.0, description="AdamW weight decay")
-    optimizer: Literal["adamw", "adamw-8bit", "sgd"] = Field("adamw", description="Optimizer")
+    optimizer: Literal["adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd"] = Field(
+        "adamw", description="Optimizer; paged-* (bitsandbytes) page AdamW state to the CPU under memory pressure")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision")
     eval_split: float = Field(0.05, ge=0, lt=1, description="Fraction of training data held out for eval loss")

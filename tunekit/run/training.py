@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from tunekit.core.kinds import Adapter
     from tunekit.core.recipe_model import TrainSection
 
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "sgd": "sgd"}
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "paged-adamw": "paged_adamw_32bit",
+              "paged-adamw-8bit": "paged_adamw_8bit", "sgd": "sgd"}
 """Recipe optimizer names -> transformers ``optim`` names."""
 
 

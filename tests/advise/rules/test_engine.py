@@ -225,7 +225,8 @@ def test_pure_and_json_shape(registry: Registry, rules: list) -> None:
     assert set(one) == {"facts", "recommendations"}
     for rec in one["recommendations"]:
         assert set(rec) == {"rank", "recipe", "memory", "fits", "score", "reasons"}
-        assert set(rec["memory"]) == {"total_gb", "low_gb", "high_gb", "breakdown", "assumptions"}
+        assert set(rec["memory"]) == {"total_gb", "tensors_gb", "low_gb", "high_gb", "fits_gb", "breakdown",
+                                      "assumptions"}
         assert rec["recipe"]["adapter"]["method"]  # the resolved recipe: every default filled in
         assert rec["recipe"]["adapter"]["kind"] == "adapter" and "eval" in rec["recipe"] and "output" in rec["recipe"]
 

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from tunekit.advise.estimate import Estimate, QuantSpec, Setup, default_lora_params, estimate
+from tunekit.advise.estimate import (  # noqa: F401  (memory_bits, quant_spec_of: the one plugin -> memory translation)
+    Estimate,
+    QuantSpec,
+    Setup,
+    default_lora_params,
+    estimate,
+    memory_bits,
+    quant_spec_of,
+)
 from tunekit.core.kinds import KINDS, Adapter, Plugin, Quantizer
 
 if TYPE_CHECKING:
@@ -117,26 +125,6 @@ def quantizer_variants(cls: type[Quantizer], arch: ModelArch, extra: dict[str, A
         seen.add(round(bits, 2))
         out.append((inst, used))  # type: ignore[arg-type]
     return out
-
-
-def memory_bits(inst: Quantizer) -> float:
-    """Bits a weight takes in memory: ``storage_bits_per_weight()`` when the plugin declares one (a
-    fake-quant RTN output stays in the model's dtype), else ``bits_per_weight()``."""
-    storage = getattr(inst, "storage_bits_per_weight", None)
-    if callable(storage):
-        try:
-            return float(storage())
-        except Exception:
-            pass
-    return float(inst.bits_per_weight())
-
-
-def quant_spec_of(inst: Quantizer) -> QuantSpec:
-    try:
-        kept = tuple(inst.kept_16bit())
-    except Exception:
-        kept = ("embed_tokens", "lm_head")
-    return QuantSpec(inst.name, memory_bits(inst), kept, bool(inst.trainable))
 
 
 def quality_cost(inst: Plugin, default_bits: float | None = None, bits: float | None = None) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import estimate
+from tunekit.advise.estimate import GB, estimate, fits_bytes
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.model_facts import model_facts
 from tunekit.advise.rules import candidates as gen
@@ -73,18 +73,23 @@ class Facts:
         size = arch.param_count() / 1e9
         gpus = max(self.hardware.gpus, 1)
         # a full fine-tune on several GPUs is sharded: the figure that decides is the per-GPU one
-        full, full_8bit = (estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, optimizer=opt,
-                                    strategy="fsdp" if gpus > 1 else "none").total_gb
-                           for opt in ("adamw", "adamw-8bit"))
+        full, full_8bit, full_paged = (
+            estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, optimizer=opt,
+                     strategy="fsdp" if gpus > 1 else "none")
+            for opt in ("adamw", "adamw-8bit", "paged-adamw-8bit"))
         return {
             "hardware": self.hardware.to_dict(), "model": model_facts(arch), "goal": self.goal, "method": self.method,
             "symptoms": list(self.symptoms), "seq_len": self.seq_len, "batch": self.batch,
             "context_target": self.target_context(), "margin": self.margin, "budget_gb": round(self.budget_gb(), 2),
             "size_class": "small" if size < 10 else "medium" if size < 40 else "large",
             "estimates": {
-                "full_finetune_gb": round(full, 1), "full_finetune_per": "GPU, sharded" if gpus > 1 else "GPU",
-                "full_finetune_8bit_gb": round(full_8bit, 1),
-                "full_finetune_fits": full_8bit * (1 + self.margin) <= self.budget_gb(),
+                "full_finetune_gb": round(full.total_gb, 1),
+                "full_finetune_per": "GPU, sharded" if gpus > 1 else "GPU",
+                "full_finetune_8bit_gb": round(full_8bit.total_gb, 1),
+                "full_finetune_paged_8bit_gb": round(full_paged.total_gb, 1),
+                # decided like every candidate: on the upper part of the band, the margin kept free
+                "full_finetune_fits": min(fits_bytes(full_8bit), fits_bytes(full_paged)) / GB * (1 + self.margin)
+                <= self.budget_gb(),
                 "lora_bf16_gb": round(estimate(arch, method="lora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "qlora_4bit_gb": round(estimate(arch, method="qlora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, max_seq_len, weight_bytes
+from tunekit.advise.estimate import GB, estimate, fits_bytes, max_seq_len, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
 from tunekit.advise.rules import candidates as gen
 
@@ -22,17 +22,24 @@ if TYPE_CHECKING:
 Fitted = tuple[gen.Candidate, list[str]]
 
 
-def fits(facts: Facts, cand: gen.Candidate) -> bool:
-    """Fits with the margin kept free."""
+def planned_gb(cand: gen.Candidate) -> float:
+    """The memory a candidate is planned with: the upper part of the estimator's band
+    (``estimate.fits_bytes``), so a recommended fine-tune does not run out of memory when the point
+    estimate errs low (it does on about half of the published runs)."""
     assert cand.memory is not None
-    return cand.memory.total_gb * (1 + facts.margin) <= facts.budget_gb()
+    return fits_bytes(cand.memory) / GB
+
+
+def fits(facts: Facts, cand: gen.Candidate) -> bool:
+    """Fits on the upper part of the band, with the user's margin kept free."""
+    return planned_gb(cand) * (1 + facts.margin) <= facts.budget_gb()
 
 
 def tight(facts: Facts, cand: gen.Candidate) -> bool:
     """Fits only inside the margin: the point estimate is below the memory but the margin is not kept.
     Published runs sit there (an 8B QLoRA in 6-8 GB), so it is offered, with what to do to make room."""
     assert cand.memory is not None
-    return not fits(facts, cand) and cand.memory.total_gb <= facts.budget_gb()
+    return not fits(facts, cand) and planned_gb(cand) <= facts.budget_gb()
 
 
 TIGHT_ADVICE = ("tight: inside the {margin:.0%} margin; close other GPU programs and set "
@@ -64,7 +71,12 @@ def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
     if cand.method == "infer" or cand.setup.optimizer != "adamw" or fits(facts, cand):
         return cand, []
     lean = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="adamw-8bit")))
-    return lean, ["8-bit AdamW (bitsandbytes) to fit: optimizer state 2 bytes/param instead of 8"]
+    if fits(facts, lean) or cand.method != "full":
+        return lean, ["8-bit AdamW (bitsandbytes) to fit: optimizer state 2 bytes/param instead of 8"]
+    # a full fine-tune's optimizer state is the largest part: page it out of GPU memory (QLoRA paper's
+    # paged optimizers; bitsandbytes moves it to CPU RAM under memory pressure)
+    paged = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="paged-adamw-8bit")))
+    return paged, ["paged 8-bit AdamW (bitsandbytes) to fit: optimizer state in pageable CPU memory"]
 
 
 def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:

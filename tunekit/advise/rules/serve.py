@@ -8,9 +8,9 @@ The flags are the engines' own: vLLM ``--quantization``, ``--max-model-len``, ``
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
+from tunekit.advise import serving
 from tunekit.advise.estimate import GB, kv_cache_bytes, weight_bytes
 from tunekit.advise.rules.engine import hub_id
 
@@ -39,9 +39,10 @@ def gpu_layers(facts: Facts, rec: Recommendation) -> int:
         return rec.candidate.split_layers
     if memory.total_gb * (1 + facts.margin) <= facts.budget_gb():
         return arch.layers + 1  # llama.cpp counts the output layer too
-    per_layer = weight_bytes(arch, rec.candidate.setup.quant) / arch.layers
-    free = facts.budget_gb() * GB - memory.breakdown["kv_cache"] - memory.breakdown["overhead"]
-    return max(0, min(arch.layers, math.floor(free / per_layer)))
+    setup = rec.candidate.setup
+    reserve = memory.breakdown["cuda_context"] + memory.breakdown["allocator"]
+    return serving.gpu_layers(arch, int(weight_bytes(arch, setup.quant)), int(facts.budget_gb() * GB), setup.seq_len,
+                              serving.kv_type(setup.kv_bits), reserve_bytes=int(reserve)).ngl
 
 
 def output_dir(rec: Recommendation) -> str:

@@ -25,12 +25,22 @@ METHODS = ("full", "lora", "qlora", "infer")
 @click.option("--seq-len", type=bounds.TOKENS, help="Tokens per sequence (default 2048 training, 4096 inference).")
 @click.option("--batch", type=bounds.BATCH, help="Micro-batch (training) or concurrent sequences (inference).")
 @click.option("--grad-ckpt/--no-grad-ckpt", default=None, help="Gradient checkpointing (default on).")
-@click.option("--optimizer", type=click.Choice(["adamw", "adamw-8bit", "paged-adamw-8bit", "sgd"]))
+@click.option("--optimizer", type=click.Choice(["adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd"]),
+              help="paged-* keep AdamW state in memory the driver pages to the CPU (bitsandbytes).")
+@click.option("--chunked-loss", is_flag=True, default=None,
+              help="Chunked/fused cross-entropy (Liger, torchtune, Unsloth): no full fp32 logits.")
+@click.option("--activation-offload", is_flag=True, default=None,
+              help="Keep checkpointed activations in CPU RAM (Unsloth's offloaded gradient checkpointing).")
+@click.option("--engine", type=click.Choice(["hf", "vllm", "llama.cpp"]),
+              help="Inference engine: hf prefills the whole prompt; vllm/llama.cpp in chunks (default vllm).")
+@click.option("--new-tokens", type=int, help="Inference: tokens generated after the prompt (KV cache holds both).")
 @click.option("--attention", type=click.Choice(["sdpa", "eager"]), help="SDPA/flash (default) or eager.")
 @click.option("--kv-bits", type=bounds.BITS, help="KV cache bits: 16, 8 (q8_0/fp8), 4.")
 @click.option("--gpus", type=bounds.GPUS, help="GPUs to shard over.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="Sharding.")
-@click.option("--vram", type=bounds.GB, help="Budget per GPU, GB, for --max-seq-len/--max-batch/--smallest-quant.")
+@click.option("--vram", type=bounds.GB,
+              help="Budget per GPU in GB = 1e9 bytes (a \"24 GB\" card has 24 GiB = 25.77 GB), "
+                   "for --max-seq-len/--max-batch/--smallest-quant.")
 @click.option("--max-seq-len", "ask_seq", is_flag=True, help="Print the longest --seq-len that fits --vram.")
 @click.option("--max-batch", "ask_batch", is_flag=True, help="Print the largest --batch that fits --vram.")
 @click.option("--smallest-quant", "ask_quant", is_flag=True, help="Print the least quantization that fits --vram.")
@@ -38,10 +48,12 @@ METHODS = ("full", "lora", "qlora", "infer")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (GB = 1e9 bytes).")
 def command(recipe: str | None, model_name: str | None, params: str | None, method: str | None, bits: float | None,
             quant: str | None, adapter_name: str | None, rank: int | None, seq_len: int | None, batch: int | None,
-            grad_ckpt: bool | None, optimizer: str | None, attention: str | None, kv_bits: float | None,
-            gpus: int | None, strategy: str | None, vram: float | None, ask_seq: bool, ask_batch: bool, ask_quant: bool,
-            list_models: bool, as_json: bool) -> None:
-    """Estimate peak GPU memory per GPU (weights, gradients, optimizer, activations, KV cache, overhead)."""
+            grad_ckpt: bool | None, optimizer: str | None, chunked_loss: bool | None,
+            activation_offload: bool | None, engine: str | None, new_tokens: int | None,
+            attention: str | None, kv_bits: float | None, gpus: int | None, strategy: str | None,
+            vram: float | None, ask_seq: bool, ask_batch: bool, ask_quant: bool, list_models: bool,
+            as_json: bool) -> None:
+    """Estimate peak GPU memory per GPU (weights, gradients, optimizer, activations, KV cache, CUDA context)."""
     from tunekit.advise import estimate as est
     from tunekit.advise.model_facts import load_catalog, resolve_model
     from tunekit.core.registry import get_registry
@@ -53,7 +65,9 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
                        f"{arch.aliases[0] if arch.aliases else ''}")
         return
     changes: dict[str, Any] = {"seq_len": seq_len, "batch": batch, "grad_ckpt": grad_ckpt, "optimizer": optimizer,
-                               "attention": attention, "kv_bits": kv_bits, "gpus": gpus, "strategy": strategy}
+                               "attention": attention, "kv_bits": kv_bits, "gpus": gpus, "strategy": strategy,
+                               "chunked_loss": chunked_loss, "activation_offload": activation_offload,
+                               "engine": engine, "new_tokens": new_tokens}
     if recipe:
         from tunekit.core.recipe import load_recipe
 
@@ -69,8 +83,19 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
         trainable = _trainable(adapter_name, rank, arch, registry) if chosen in ("lora", "qlora") else None
         setup = est.Setup(method=chosen, quant=spec, trainable_params=trainable)
         setup = est.replace(setup, **{**defaults, **{k: v for k, v in changes.items() if v is not None}})
+    notes = list(getattr(arch, "guessed", ()))
+    if setup.method != "infer" and setup.gpus > 1 and strategy is None and setup.strategy == "none":
+        # several GPUs for training and no strategy: shard rather than silently replicate the model
+        setup = est.replace(setup, strategy="fsdp")
+        notes.append(f"--gpus {setup.gpus} without --strategy: assumed FSDP full_shard (--strategy ddp replicates)")
     result = est.estimate(arch, setup)
     data = result.to_dict()
+    notes += [w for w in result.warnings if w not in notes]
+    if notes:
+        data["warnings"] = notes
+        if not as_json:
+            for note in notes:
+                click.echo(f"warning: {note}", err=True)
     if ask_seq or ask_batch or ask_quant:
         if vram is None:
             raise UsageError("--max-seq-len, --max-batch and --smallest-quant need --vram GB (per GPU)")
@@ -104,17 +129,12 @@ def _trainable(adapter: str | None, rank: int | None, arch: Any, registry: Any) 
 
 
 def _quant(value: str | float | None, registry: Any) -> Any:
-    """A known format name or bits, else an installed quantizer plugin's declaration."""
+    """An installed quantizer plugin's declaration (what ``recommend`` uses too), else a known format or bits."""
     from tunekit.advise import estimate as est
 
-    try:
-        return est.quant_spec(value)
-    except UsageError:
-        if isinstance(value, str) and value in registry.classes.get("quantizer", {}):
-            inst = registry.classes["quantizer"][value]()
-            return est.QuantSpec(inst.name, float(inst.bits_per_weight()), tuple(inst.kept_16bit()),
-                                 bool(inst.trainable))
-        raise
+    if isinstance(value, str) and value in registry.classes.get("quantizer", {}):
+        return est.quant_spec_of(registry.classes["quantizer"][value]())
+    return est.quant_spec(value)
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -126,6 +146,8 @@ def _print(data: dict[str, Any]) -> None:
         click.echo(f"  {key:<12} {value:8.2f} GB")
     click.echo(f"  {'total':<12} {data['total_gb']:8.2f} GB per GPU  (band {data['low_gb']:.2f} - "
                f"{data['high_gb']:.2f}; GB = 1e9 bytes)")
+    click.echo(f"  {'tensors':<12} {data['tensors_gb']:8.2f} GB (what torch.cuda.max_memory_allocated reports); "
+               f"plan for {data['fits_gb']:.2f} GB (upper band)")
     for key in ("max_seq_len", "max_batch", "smallest_quant"):
         if key in data:
             click.echo(f"{key.replace('_', ' ')}: {data[key]}")

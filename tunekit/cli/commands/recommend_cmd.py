@@ -20,7 +20,9 @@ TASKS = ("simple", "general", "reasoning", "code")
 
 def hardware_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--vram", type=bounds.GB, help="GPU memory per GPU, GB (default: detect)."),
+        click.option("--vram", type=bounds.GB,
+                     help="GPU memory per GPU in GB = 1e9 bytes (a \"24 GB\" card has 24 GiB = 25.77 GB; "
+                     "--gpu NAME knows it) (default: detect)."),
         click.option("--gpus", type=bounds.GPUS, help="Number of GPUs."),
         click.option("--gpu", "gpu_name", help="GPU model, e.g. rtx-4090, a100-40gb, h100 (sets VRAM, bf16, fp8)."),
         click.option("--ram", type=bounds.GB, help="CPU RAM, GB (default: detect)."),
