@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from tunekit.kinds import Adapter
     from tunekit.recipe_model import TrainSection
 
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "sgd": "sgd"}
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw-8bit": "adamw_bnb_8bit", "paged-adamw-8bit": "paged_adamw_8bit",
+              "sgd": "sgd"}
 """Recipe optimizer names -> transformers ``optim`` names."""
 
 
@@ -143,7 +144,8 @@ def _perplexity(loss: float | None) -> float | None:
 
 
 def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
-    """Fine-tune ``model`` (already wrapped by the adapter stage) as the recipe's ``train`` section says."""
+    """Fine-tune ``model`` as the recipe's ``train`` section says: the adapter's weights when the adapter
+    stage wrapped it, else the model's own (full fine-tuning, ``train.trainable`` narrowing it)."""
     import torch
     from transformers import PrinterCallback, Trainer, set_seed
 
@@ -155,6 +157,11 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     if ctx.tokenizer is None:
         raise UsageError("training needs the model's tokenizer")
     set_seed(section.seed)
+    if adapter is None:
+        from tunekit.full_finetune import select_trainable
+
+        trained, total = select_trainable(model, section.trainable)
+        ctx.log(f"full fine-tuning: {trained:,} of {total:,} weights train ({100 * trained / total:.1f}%)")
     data = train_data.build(section, ctx.tokenizer, data_path(ctx))
     ctx.log(f"train: {len(data.train)} {data.kind} examples ({data.tokens():,} tokens), {len(data.eval)} held out")
     output = checkpoint_dir(ctx)
@@ -184,6 +191,7 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ctx.record(
         "train",
+        full_finetune=adapter is None,
         steps=trainer.state.global_step,
         resumed_from=str(resume) if resume else None,
         loss_curve=[[h["step"], round(h["loss"], 5)] for h in history if "loss" in h],
