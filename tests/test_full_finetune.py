@@ -26,7 +26,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tunekit.fixtures import tiny_llama
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    tiny_llama(max_positions=128, save_to=folder)
+    tiny_llama(max_positions=256, save_to=folder)
     return folder
 
 
@@ -113,3 +113,30 @@ def test_bf16_mixed_precision_trains_fp32_weights(tiny_dir: Path, data: Path, tm
     assert report["eval_loss"] < report["eval_loss_before"]
     after = weights(out)
     assert all(t.dtype == torch.float32 for t in after.values())  # autocast: the master weights stay fp32
+
+
+
+
+def test_the_shipped_full_finetune_recipe_runs(tiny_dir: Path, tmp_path: Path) -> None:
+    """recipes/full-finetune-smollm2.yaml as shipped (shortened), on the tiny model: its data, optimizer and
+    gradient checkpointing work together and every weight of the written model changed."""
+    out = tmp_path / "out"
+    result = apply_recipe("full-finetune-smollm2", model=tiny_dir, output=out, quiet=True,
+                          overrides=["train.max_steps=3", "train.max_samples=24", "train.eval_steps=null",
+                                     "eval.seq_len=64", "eval.max_tokens=256"])
+    report = result.metrics["train"]
+    assert report["full_finetune"] is True and report["steps"] == 3
+    assert report["trainable_params"] == result.metrics["load"]["params"]
+    before, after = weights(tiny_dir), weights(out)
+    assert [k for k in before if torch.equal(before[k], after[k])] == []
+
+
+@pytest.mark.slow
+def test_the_shipped_full_finetune_recipe_lowers_smollm2_held_out_loss(tmp_path: Path) -> None:
+    pytest.importorskip("tunekit.fixtures").smollm2_path()
+    result = apply_recipe("full-finetune-smollm2", output=tmp_path / "out", quiet=True,
+                          overrides=["train.max_steps=4", "train.seq_len=128", "train.max_samples=48",
+                                     "train.eval_steps=null", "eval.perplexity=false"])
+    report = result.metrics["train"]
+    assert report["eval_loss"] < report["eval_loss_before"]
+    assert report["trainable_params"] == result.metrics["load"]["params"]
