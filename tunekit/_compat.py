@@ -23,7 +23,7 @@ MOVED = {
         "recipe_model": "core.recipe_model", "resources": "core.resources", "schema": "core.schema",
         "quantization": "core.quantization", "texts": "core.texts", "fixtures": "core.fixtures",
         "render": "core.render", "estimate": "advise.estimate", "hardware": "advise.hardware",
-        "model_catalog": "advise.model_catalog", "model_facts": "advise.model_facts", "serving": "advise.serving",
+        "model_catalog": "core.model_catalog", "model_facts": "core.model_facts", "serving": "advise.serving",
         "rules": "advise.rules", "pipeline": "run.pipeline", "training": "run.training",
         "train_data": "run.train_data", "train_progress": "run.train_progress", "evaluate": "run.evaluate",
         "export": "run.export", "exporters": "run.exporters", "output": "run.output",

@@ -41,9 +41,9 @@ from tunekit.advise.estimate import (
     training_state_bytes,
     weight_bytes,
 )
-from tunekit.advise.model_facts import resolve_model
 from tunekit.core.arch import ModelArch
 from tunekit.core.errors import UsageError
+from tunekit.core.model_facts import resolve_model
 from tunekit.core.recipe import load_recipe
 from tunekit.core.registry import load_registry
 

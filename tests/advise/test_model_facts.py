@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import recommend_fakes
 
-from tunekit.advise.model_facts import (
+from tunekit.core.errors import UsageError
+from tunekit.core.model_facts import (
     arch_from_entry,
     catalog_entries,
     generic_arch,
@@ -15,7 +16,6 @@ from tunekit.advise.model_facts import (
     parse_params,
     resolve_model,
 )
-from tunekit.core.errors import UsageError
 from tunekit.core.registry import load_registry
 
 

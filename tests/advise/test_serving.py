@@ -74,8 +74,8 @@ def test_one_kv_cache_formula_and_one_gpu_layers() -> None:
     import inspect
 
     from tunekit.advise import estimate
-    from tunekit.advise.model_facts import resolve_model
     from tunekit.advise.rules import serve as rules_serve
+    from tunekit.core.model_facts import resolve_model
 
     arch = resolve_model("llama-3.1-8b")
     assert kv_cache_bytes(arch, 4096, "q8_0") == int(estimate.kv_cache_bytes(arch, 4096, 1, kv_bits=34 / 32 * 8))

@@ -79,7 +79,7 @@ def check_recipe_dirs(hook: str) -> None:
 
 
 def check_models(hook: str) -> None:
-    from tunekit.advise.model_facts import load_catalog
+    from tunekit.core.model_facts import load_catalog
 
     arch = load_catalog(registry_for(hook)).find("acme/Acme-1B")
     assert arch is not None and arch.layers == 16 and arch.kv_heads == 4

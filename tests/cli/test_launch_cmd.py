@@ -133,6 +133,20 @@ def test_fsdp1_options_reach_the_plugin(recipe: Path, tmp_path: Path) -> None:
     assert plugin.min_num_params == 1000 and plugin.use_orig_params is False and plugin.sync_module_states
 
 
+def test_fsdp1_full_finetune_keeps_the_original_parameters(recipe: Path, tmp_path: Path) -> None:
+    """A flat parameter is all trainable or all frozen: train.trainable freezes some weights of a wrapped layer."""
+    dry_run(recipe, tmp_path, sets=("adapter=null", "train.trainable=[norm]", "distributed.strategy=fsdp",
+                                    "distributed.fsdp_version=1"))
+    _config, env = accelerate_env(tmp_path / "out.launch" / "accelerate_config.yaml")
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    with mock.patch.dict(os.environ, env, clear=True), \
+            mock.patch("accelerate.utils.dataclasses.is_cuda_available", return_value=True), \
+            mock.patch("torch.cuda.current_device", return_value=0):
+        plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 1 and plugin.use_orig_params is True
+
+
 def test_zero3_offload_json_is_filled_by_the_trainer(recipe: Path, tmp_path: Path) -> None:
     """Every "auto" in the DeepSpeed JSON is one transformers' Trainer fills from the train section."""
     from accelerate.utils.deepspeed import HfDeepSpeedConfig

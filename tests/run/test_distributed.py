@@ -114,7 +114,7 @@ def test_shard_divisor(fields: dict[str, Any], weights: int, grads: int, optimiz
 def test_estimator_divides_like_the_launch_config(strategy: str) -> None:
     """`tunekit estimate --gpus 8` must shard exactly what the generated accelerate/DeepSpeed config shards."""
     from tunekit.advise.estimate import estimate
-    from tunekit.advise.model_facts import resolve_model
+    from tunekit.core.model_facts import resolve_model
 
     arch = resolve_model("llama-3.1-8b")
     one = estimate(arch, method="full", gpus=1, strategy="none").breakdown
@@ -510,3 +510,33 @@ def test_a_rank_that_raises_leaves_no_output_and_fails_the_launch(multi: dict[st
     # rank 0 did not finish quietly: it left its train stage with an exception (not a success, not a hang)
     assert (reports / "rank1-train.txt").read_text().startswith("RuntimeError: boom")
     assert (reports / "rank0-train.txt").exists(), sorted(p.name for p in reports.iterdir())
+
+
+@pytest.mark.slow
+def test_full_finetune_under_a_two_process_launch_trains_like_one_process(multi: dict[str, Path]) -> None:
+    """No adapter: DDP over gloo trains the selected weights of the model itself, rank 0 writes a plain model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    root = multi["root"]
+    full = ("adapter=null", "train.trainable=['layers\\.1\\.', 'lm_head']")
+    single_out, ddp_out = root / "full-single", root / "full-ddp"
+    single = _tunekit("apply", str(multi["recipe"]), *_apply_args(multi, single_out, "distributed.strategy=none",
+                                                                   "train.batch_size=4", *full))
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+    launched = _tunekit("launch", str(multi["recipe"]), "--cpu", "--", *_apply_args(multi, ddp_out, *full))
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    assert _leftovers(root, "full-ddp") == []
+
+    ddp, one = _metrics(ddp_out)["train"], _metrics(single_out)["train"]
+    assert ddp["full_finetune"] is True and ddp["tokens_seen"] == STEPS * 2 * 2 * 64
+    for (_, got), (_, want) in zip(ddp["loss_curve"], one["loss_curve"]):
+        assert got == pytest.approx(want, rel=1e-4)
+
+    base = AutoModelForCausalLM.from_pretrained(multi["model"]).state_dict()
+    trained = AutoModelForCausalLM.from_pretrained(ddp_out).state_dict()
+    reference = AutoModelForCausalLM.from_pretrained(single_out).state_dict()
+    changed = {k for k in base if not torch.equal(base[k], trained[k])}
+    assert changed == {k for k in base if k.startswith(("model.layers.1.", "lm_head."))}
+    for key in changed:  # the two runs reached the same weights
+        torch.testing.assert_close(trained[key], reference[key], rtol=1e-3, atol=1e-5)

@@ -354,9 +354,14 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
 
     source, recipe, stages = resolved.source, resolved.recipe, resolved.stages
     quantizer = stages.get("quantizer")
-    if recipe.train is not None and "adapter" not in stages:
-        raise RecipeError("a fine-tune needs an adapter stage (full fine-tuning is not supported)",
-                          source=source, key="train")
+    if recipe.train is not None and recipe.train.trainable is not None and "adapter" in stages:
+        raise RecipeError("train.trainable picks weights for full fine-tuning; with an adapter the adapter "
+                          "decides what trains (drop one of them)", source=source, key="train.trainable")
+    if recipe.train is not None and "adapter" not in stages and quantizer is not None:
+        raise RecipeError(
+            f"full fine-tuning updates the weights themselves, which a '{quantizer.name}' quantizer has packed "
+            "into integers: add an adapter (QLoRA), or fine-tune first and quantize the saved folder in a "
+            "second recipe", source=source, key="quantizer")
     if "adapter" in stages and isinstance(quantizer, Quantizer) and not quantizer.trainable:
         raise RecipeError(
             f"an adapter cannot be trained on a '{quantizer.name}' base with this backend; "

@@ -7,6 +7,7 @@ merges plugin fields into one flat config.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,6 +44,9 @@ class TrainSection(Section):
     weight_decay: float = Field(0.0, ge=0, le=1.0, description="AdamW weight decay")
     optimizer: Literal["adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit", "sgd"] = Field(
         "adamw", description="Optimizer; paged-* (bitsandbytes) page AdamW state to the CPU under memory pressure")
+    trainable: list[str] | None = Field(
+        None, description="Full fine-tuning only (no adapter): train just the parameters whose names match one "
+        "of these regular expressions (re.search), e.g. 'layers\\.(22|23)\\.' or 'norm'; default all")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision")
     eval_split: float = Field(0.05, ge=0, lt=1, description="Fraction of training data held out for eval loss")
@@ -50,6 +54,21 @@ class TrainSection(Section):
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (for --resume)")
     seed: int = Field(42, ge=0, description="Random seed")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many examples")
+
+    @field_validator("trainable")
+    @classmethod
+    def _patterns_compile(cls, value: list[str] | None) -> list[str] | None:
+        """A bad pattern is a validation error naming the key, not a crash after the weights loaded."""
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("list at least one pattern, or leave trainable out to train every weight")
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class EvalSection(Section):
@@ -139,7 +158,8 @@ class Recipe(Section):
     context: dict[str, Any] | None = Field(None, description="{method: NAME, ...params}")
     pruner: dict[str, Any] | None = Field(None, description="{method: NAME, ...params}")
     sampler: dict[str, Any] | None = Field(None, description="{method: NAME (default sampling), ...params}")
-    train: TrainSection | None = Field(None, description="Fine-tuning; needs an adapter")
+    train: TrainSection | None = Field(
+        None, description="Fine-tuning: the adapter's weights, or every weight (full fine-tuning) without one")
     eval: EvalSection = Field(default_factory=EvalSection,  # type: ignore[arg-type]
                               description="Measurements before and after")
     output: OutputSection = Field(default_factory=OutputSection,  # type: ignore[arg-type]

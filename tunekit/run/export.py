@@ -43,7 +43,8 @@ def write_model(model: Any, ctx: StageContext) -> None:
     peft = _is_peft(model)
     if not saved_by_plugin and (names & {"hf", "adapter"} or (not peft and "merged" in names)):
         ctx.log(f"saving {'adapter' if peft else 'model'} to the output")
-        model.save_pretrained(out)
+        # under FSDP/ZeRO-3 the model holds one shard; training gathered the whole weights for rank 0
+        model.save_pretrained(out, state_dict=ctx.extras.get("state_dict"))
         written.append("adapter" if peft else "model")
     if peft and ("merged" in names or recipe.output.merge):
         only_merged = names == {"merged"}

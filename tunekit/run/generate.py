@@ -88,8 +88,11 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         from tunekit.run.pipeline import choose_model, default_model_path
 
         resolved = load_recipe(target, overrides=list(overrides or []))
+        from tunekit.run.model_source import resolve as resolve_model_source
+
         folder_or_none, gguf = choose_model(resolved, model)
-        folder = folder_or_none or default_model_path()
+        named = resolve_model_source(resolved, model, folder_or_none, gguf)
+        folder = Path(named.ref) if named.ref else default_model_path()  # a hub id passes through str() as is
         kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
         lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)

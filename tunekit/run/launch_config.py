@@ -71,8 +71,11 @@ def _fsdp_config(recipe: Recipe, wrap_classes: list[str] | None) -> dict[str, An
         config["fsdp_backward_prefetch"] = "BACKWARD_PRE"
         config["fsdp_forward_prefetch"] = False
         # PEFT's FSDP (and FSDP+QLoRA) recipe: use_orig_params false, the Trainer wraps the adapter layers
-        # in their own units; cpu_ram_efficient_loading requires sync_module_states.
-        config["fsdp_use_orig_params"] = False
+        # in their own units; cpu_ram_efficient_loading requires sync_module_states. A full fine-tune keeps
+        # the original parameters: a flat parameter must be all trainable or all frozen, and
+        # train.trainable freezes some weights inside a wrapped layer.
+        config["fsdp_use_orig_params"] = recipe.adapter is None
+
         config["fsdp_sync_module_states"] = True
     else:
         config["fsdp_reshard_after_forward"] = section.sharding == "full_shard"

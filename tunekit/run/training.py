@@ -143,8 +143,23 @@ def _perplexity(loss: float | None) -> float | None:
     return round(math.exp(loss), 4) if loss is not None else None
 
 
+def gathered_state_dict(trainer: Any) -> dict[str, Any] | None:
+    """The full weights when FSDP or ZeRO-3 sharded them over the processes, else None.
+
+    Every rank must call this (gathering is a collective); rank 0 gets the whole state dict, which the
+    export stage passes to ``save_pretrained`` because the model object on rank 0 holds only its shard
+    (ZeRO-3: this needs ``distributed.zero_save_16bit``, which the launch config writes by default).
+    """
+    accelerator = trainer.accelerator
+    zero3 = trainer.is_deepspeed_enabled and accelerator.deepspeed_config["zero_optimization"]["stage"] == 3
+    if not (trainer.is_fsdp_enabled or zero3):
+        return None
+    return dict(accelerator.get_state_dict(trainer.model))
+
+
 def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
-    """Fine-tune ``model`` (already wrapped by the adapter stage) as the recipe's ``train`` section says."""
+    """Fine-tune ``model`` as the recipe's ``train`` section says: the adapter's weights when the adapter
+    stage wrapped it, else the model's own (full fine-tuning, ``train.trainable`` narrowing it)."""
     import torch
     from transformers import PrinterCallback, Trainer, set_seed
 
@@ -156,6 +171,11 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     if ctx.tokenizer is None:
         raise UsageError("training needs the model's tokenizer")
     set_seed(section.seed)
+    if adapter is None:
+        from tunekit.run.full_finetune import select_trainable
+
+        trained, total = select_trainable(model, section.trainable)
+        ctx.log(f"full fine-tuning: {trained:,} of {total:,} weights train ({100 * trained / total:.1f}%)")
     data = train_data.build(section, ctx.tokenizer, data_path(ctx))
     ctx.log(f"train: {len(data.train)} {data.kind} examples ({data.tokens():,} tokens), {len(data.eval)} held out")
     output = checkpoint_dir(ctx)
@@ -176,6 +196,9 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
+    gathered = gathered_state_dict(trainer)
+    if gathered is not None:
+        ctx.extras["state_dict"] = gathered
     history = trainer.state.log_history
     evals = [h for h in history if "eval_loss" in h]
     eval_loss = None
@@ -185,6 +208,7 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ctx.record(
         "train",
+        full_finetune=adapter is None,
         steps=trainer.state.global_step,
         resumed_from=str(resume) if resume else None,
         loss_curve=[[h["step"], round(h["loss"], 5)] for h in history if "loss" in h],

@@ -11,11 +11,11 @@ import pytest
 import recommend_fakes
 
 from tunekit.advise.hardware import resolve_hardware
-from tunekit.advise.model_facts import resolve_model
 from tunekit.advise.rules import Facts, Result, load_rules, recommend
 from tunekit.advise.rules.conditions import evaluate, fill
 from tunekit.advise.rules.loader import parse_rule
 from tunekit.core.errors import UsageError
+from tunekit.core.model_facts import resolve_model
 from tunekit.core.registry import Registry, load_registry
 
 SYMPTOMS = ("doesnt-fit", "too-slow", "niche-task", "context-too-short", "too-random", "not-random-enough",

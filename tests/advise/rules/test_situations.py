@@ -12,12 +12,12 @@ import yaml
 from click.testing import CliRunner, Result
 
 from tunekit.advise.hardware import resolve_hardware
-from tunekit.advise.model_facts import catalog_entries, load_catalog, resolve_model
 from tunekit.advise.rules import Facts, load_rules, recommend
 from tunekit.advise.rules import Result as Ranked
 from tunekit.advise.rules.models import rank_models
 from tunekit.cli.main import cli
 from tunekit.core import registry as plugins
+from tunekit.core.model_facts import catalog_entries, load_catalog, resolve_model
 from tunekit.core.registry import Registry
 
 NEEDED = {("quantizer", "nf4"), ("quantizer", "int8"), ("adapter", "lora"), ("adapter", "vera"),

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, estimate, fits_bytes
 from tunekit.advise.hardware import Hardware
-from tunekit.advise.model_facts import model_facts
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
@@ -24,6 +23,7 @@ from tunekit.advise.rules.fitting import fit, no_fit
 from tunekit.advise.rules.generate import PackageCache, generate
 from tunekit.advise.rules.scoring import Scored, diverse, score
 from tunekit.core.errors import RecipeError
+from tunekit.core.model_facts import model_facts
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.loader import Rule

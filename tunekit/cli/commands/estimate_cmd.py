@@ -55,7 +55,7 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
             as_json: bool) -> None:
     """Estimate peak GPU memory per GPU (weights, gradients, optimizer, activations, KV cache, CUDA context)."""
     from tunekit.advise import estimate as est
-    from tunekit.advise.model_facts import load_catalog, resolve_model
+    from tunekit.core.model_facts import load_catalog, resolve_model
     from tunekit.core.registry import get_registry
 
     registry = get_registry()

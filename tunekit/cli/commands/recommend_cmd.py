@@ -64,8 +64,8 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
 
     With no --model (and no --params), rank the catalog's models that fit, each with its best recipe."""
     from tunekit.advise.hardware import resolve_hardware
-    from tunekit.advise.model_facts import resolve_model
     from tunekit.advise.rules import Facts, load_rules, recommend
+    from tunekit.core.model_facts import resolve_model
     from tunekit.core.registry import get_registry
 
     registry = get_registry()
@@ -102,8 +102,8 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
 def rank(registry: Any, rules: Any, base: Facts, *, task: str, latency_ms: float | None, top: int, as_json: bool,
          write_dir: Path | None) -> None:
     """No --model: rank the catalog (and plugin) models that fit, each with its best recipe."""
-    from tunekit.advise.model_facts import catalog_entries, load_catalog
     from tunekit.advise.rules.models import rank_models
+    from tunekit.core.model_facts import catalog_entries, load_catalog
 
     rows = {str(row["id"]): dict(row) for row in catalog_entries()}
     archs = list(load_catalog(registry).models.values())

@@ -1,6 +1,6 @@
 """Architecture facts for ``--model``: the built-in catalog, plugin models, local configs, ``--params 7B``.
 
-The catalog is data (``tunekit/advise/model_catalog.py``, a table of plain mappings: a Python table loads in
+The catalog is data (``tunekit/core/model_catalog.py``, a table of plain mappings: a Python table loads in
 microseconds where YAML took tens of milliseconds of ``tunekit recommend``'s start-up); a plugin adds
 models through the ``tunekit_models`` hook. Lookups
 are case-insensitive over ids, Hugging Face ids and aliases, so ``meta-llama/Llama-3.1-8B`` and
@@ -50,7 +50,7 @@ def arch_from_entry(entry: dict[str, Any]) -> ModelArch:
 
 def catalog_entries() -> tuple[dict[str, Any], ...]:
     """The raw catalog rows (for the integrity test and ``--list-models``)."""
-    from tunekit.advise.model_catalog import MODELS
+    from tunekit.core.model_catalog import MODELS
 
     return MODELS
 
