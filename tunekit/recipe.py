@@ -121,11 +121,13 @@ def _strip_nulls(data: dict[str, Any]) -> dict[str, Any]:
 
 def compose(path: Path, *, registry: Registry | None = None, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read ``path`` and everything it extends into one mapping (without ``extends``)."""
+    from tunekit.recipe_paths import anchor_paths
+
     resolved = path.resolve()
     if resolved in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, resolved))
         raise RecipeError(f"extends cycle: {cycle}", source=str(path), key="extends")
-    data = read_document(path)
+    data = anchor_paths(read_document(path), resolved.parent)
     parents = data.pop("extends", None)
     if parents is None:
         return _strip_nulls(data)
@@ -219,6 +221,8 @@ class ResolvedRecipe:
     recipe: Recipe
     source: str
     stages: dict[str, Plugin] = field(default_factory=dict)
+    path: Path | None = None
+    """The recipe file read (None for a recipe built in memory)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe as plain data (what ``tunekit-recipe.yaml`` holds)."""
@@ -293,5 +297,7 @@ def load_recipe(
         data = apply_overrides(data, overrides)
     recipe = validate_data(data, source=source)
     if not resolve:
-        return ResolvedRecipe(recipe=recipe, source=source)
-    return resolve_stages(recipe, registry, source=source)
+        return ResolvedRecipe(recipe=recipe, source=source, path=recipe_path)
+    resolved = resolve_stages(recipe, registry, source=source)
+    resolved.path = recipe_path
+    return resolved
