@@ -153,9 +153,25 @@ def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: 
             raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
         if gguf_file is not None and not (model_path / gguf_file).is_file():
             raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
+        if not resolved.recipe.model.trust_remote_code:
+            _refuse_shipped_code(model_path)
     if data is not None and not data.exists():
         raise UsageError(f"--data: {data} does not exist")
     check_input_files(resolved.recipe, source=resolved.source, skip_train_data=data is not None)
+
+
+def _refuse_shipped_code(model_path: Path) -> None:
+    """A folder whose config maps Auto classes to its own Python runs that code when loaded: say so up front."""
+    import json
+
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((model_path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise UsageError(f"{model_path / name}: auto_map: the model ships its own Python code; tunekit runs "
+                             "it only when the recipe sets model.trust_remote_code: true")
 
 
 # -- the host implementation of every stage --------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -24,6 +26,8 @@ from tunekit.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP, KIND_HOOKS
 from tunekit.kinds import BASES, Plugin
 
 STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"
+SLOW_IMPORT_S = 2.0
+"""A plugin whose import takes longer than this slows every command; the user is told which one."""
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -118,6 +122,14 @@ def _validate_class(kind: str, obj: Any) -> str | None:
     return None
 
 
+def _warn_if_slow(source: PluginSource, seconds: float) -> None:
+    """Name a plugin whose import delays every tunekit command, and the switch that turns it off."""
+    if seconds > SLOW_IMPORT_S:
+        sys.stderr.write(f"warning: plugin '{source.plugin}' ({source.distribution} {source.version}) took "
+                         f"{seconds:.1f} s to import, which every tunekit command waits for; "
+                         f"{DISABLE_ENV}={source.plugin} skips it\n")
+
+
 def _iter_entry_points() -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
@@ -139,7 +151,9 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
             registry._fail(ep.name, "another entry point already uses this name")
             continue
         try:
+            started = time.perf_counter()
             module = ep.load()
+            _warn_if_slow(source, time.perf_counter() - started)
             pm.register(module, name=ep.name)
         except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
             registry._fail(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}", exc)

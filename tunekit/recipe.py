@@ -250,6 +250,9 @@ def resolve_stages(recipe: Recipe, registry: Registry, *, source: str) -> Resolv
         except ValidationError as exc:
             raise validation_error(exc, source=source, prefix=kind) from None
     check_cross_stage(resolved)
+    from tunekit.exporters import resolve_exporters
+
+    resolve_exporters(recipe.output.formats, registry, source=source)  # validate checks what apply checks
     return resolved
 
 

@@ -58,7 +58,7 @@ def resume_from(ctx: StageContext, directory: Path) -> str | bool | None:
     if resume is True or resume == "latest":
         last = latest_complete(directory, ctx.log)
         if last is None:
-            raise UsageError(f"--resume: no complete checkpoint in {directory}")
+            raise UsageError(f"--resume: no checkpoint in {directory} that finished saving")
         return str(last)
     if not Path(resume).is_dir():
         raise UsageError(f"--resume: {resume} is not a checkpoint folder")
