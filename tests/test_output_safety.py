@@ -143,7 +143,7 @@ def test_a_fresh_run_does_not_silently_take_over_an_interrupted_runs_checkpoints
     recipe = write_recipe(tmp_path / "r", {"name": "t", "adapter": {"method": "lora"},
                                            "train": {"data": "austen_instruct.jsonl", "save_steps": 2}})
     (tmp_path / ".out.checkpoints" / "checkpoint-4").mkdir(parents=True)
-    with pytest.raises(UsageError, match="interrupted run.*--resume.*--force"):
+    with pytest.raises(UsageError, match=r"interrupted run.*--resume.*--force"):
         apply_recipe(recipe, model=fake_model, output=tmp_path / "out", dry_run=True, quiet=True)
     for flags in ({"resume": True}, {"force": True}):
         apply_recipe(recipe, model=fake_model, output=tmp_path / "out", dry_run=True, quiet=True, **flags)

@@ -140,7 +140,7 @@ class AtomicOutput:
         """Take the output's lock or refuse at once, naming who holds it (a second run must not interleave)."""
         if self._lock_file is not None:
             return
-        handle = open(self.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run's life
+        handle = open(self.lock_path, "a+", encoding="utf-8")  # held for the run's life
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # the holder unlinks the file when it finishes: a lock on an unlinked inode locks nothing

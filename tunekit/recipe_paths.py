@@ -48,7 +48,8 @@ def check_input_files(recipe: Any, *, source: str, skip_train_data: bool = False
 
     ``skip_train_data`` when ``--data`` replaces ``train.data``. Raises ``RecipeError`` naming the key.
     """
-    wanted: list[tuple[str, str | None]] = [("eval.data", recipe.eval.data), ("eval.references", recipe.eval.references)]
+    wanted: list[tuple[str, str | None]] = [("eval.data", recipe.eval.data),
+                                            ("eval.references", recipe.eval.references)]
     if recipe.train is not None and not skip_train_data:
         wanted.insert(0, ("train.data", recipe.train.data))
     for key, value in wanted:
