@@ -429,7 +429,7 @@ def apply_recipe(
         ctx.output_dir = tmp
         for message in atomic.messages:
             ctx.log(message)
-        if resolved.recipe.train is not None and force and not resume:
+        if info.is_main and resolved.recipe.train is not None and force and not resume:
             discard_checkpoints(atomic.checkpoint_dir, ctx.log)
         seed_everything(resolved.recipe)
         current: Any = run_stage(registry, "load", None, None, ctx, reporter)
