@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Requirements,
         Sampler,
     )
+    from tunekit.core.output_paths import RelativeName
     from tunekit.core.quantization import CalibrationParams, calibration_windows
 
 __version__ = "0.1.0"
@@ -45,11 +46,13 @@ _LAZY = {
     "MissingDependencyError": "tunekit.core.errors", "TunekitError": "tunekit.core.errors",
     # what a quantizer or a calibrated pruner needs to read calibration text the way the built-ins do
     "CalibrationParams": "tunekit.core.quantization", "calibration_windows": "tunekit.core.quantization",
+    # a Params field type for file names a plugin writes into the output (absolute paths and .. refused)
+    "RelativeName": "tunekit.core.output_paths",
 }
 __all__ = [
     "Adapter", "CalibrationParams", "ContextExtender", "Effects", "Exporter", "MissingDependencyError", "ModelArch",
-    "PluginError", "PluginParams", "Pruner", "Quantizer", "Requirements", "Sampler", "StageContext", "TunekitError",
-    "UsageError", "__version__", "calibration_windows", "hookimpl",
+    "PluginError", "PluginParams", "Pruner", "Quantizer", "RelativeName", "Requirements", "Sampler", "StageContext",
+    "TunekitError", "UsageError", "__version__", "calibration_windows", "hookimpl",
 ]
 
 _compat.install()

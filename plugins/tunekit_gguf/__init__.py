@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from tunekit import Effects, Exporter, PluginParams, Requirements, hookimpl
+from tunekit import Effects, Exporter, PluginParams, RelativeName, Requirements, hookimpl
 
 if TYPE_CHECKING:
     from tunekit import StageContext
@@ -25,7 +25,8 @@ GGUFTypeName = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q6_k", "q5_k_m", "
 
 class GGUFParams(PluginParams):
     type: GGUFTypeName = Field("q4_k_m", description="GGUF file type (llama-quantize's names, lowercase)")
-    filename: str | None = Field(None, description="File name (default: <recipe name>-<TYPE>.gguf)")
+    filename: RelativeName | None = Field(None, description="File name inside the output (default: "
+                                         "<recipe name>-<TYPE>.gguf)")
     modelfile: bool = Field(True, description="Write an Ollama Modelfile next to the GGUF")
     num_ctx: int | None = Field(None, ge=128, le=1_048_576,
                                 description="Context length in the Modelfile (default: min(model's, 8192))")

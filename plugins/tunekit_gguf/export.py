@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunekit.core.output_paths import inside
 from tunekit_gguf.inspect import summarize
 from tunekit_gguf.kquant import llama_cpp_available, quantize
 from tunekit_gguf.modelfile import write_modelfile
@@ -72,10 +73,10 @@ def export_gguf(params: GGUFParams, model: Any, tokenizer: Any, out_dir: Path, c
         model = model.merge_and_unload()
     stem = _stem(ctx)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / (params.filename or f"{stem}-{gtype.name.upper()}.gguf")
+    target = inside(out_dir, params.filename or f"{stem}-{gtype.name.upper()}.gguf")
     via_llamacpp = not gtype.direct or (gtype.name in LLAMACPP_PREFERRED and llama_cpp_available())
     if via_llamacpp:
-        f16 = out_dir / f"{stem}-F16.gguf" if params.keep_f16 else out_dir / f".{stem}-f16.tmp.gguf"
+        f16 = inside(out_dir, f"{stem}-F16.gguf" if params.keep_f16 else f".{stem}-f16.tmp.gguf")
         report = write_gguf(model, tokenizer, f16, "f16", name=stem)
         try:
             quantize(f16, target, gtype.name)

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunekit.core.output_paths import inside
+
 #: generation-config key -> Ollama PARAMETER
 OLLAMA_PARAMS = {
     "temperature": "temperature",
@@ -113,6 +115,6 @@ def parse_modelfile(text: str) -> dict[str, Any]:
 
 def write_modelfile(out_dir: Path, gguf_name: str, generation: dict[str, Any], num_ctx: int,
                     chat_template: str | None, *, filename: str = "Modelfile") -> Path:
-    path = Path(out_dir) / filename
+    path = inside(Path(out_dir), filename)
     path.write_text(modelfile_text(gguf_name, generation, num_ctx, chat_template), encoding="utf-8")
     return path

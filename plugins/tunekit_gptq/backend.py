@@ -86,7 +86,8 @@ def tokenizer_for(ctx: StageContext) -> Any:
     if ctx.model_path is not None:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(ctx.model_path))
+        return AutoTokenizer.from_pretrained(str(ctx.model_path),
+                                             trust_remote_code=ctx.recipe.model.trust_remote_code)
     raise UsageError("gptq/awq need the model's tokenizer to read calibration text (none in this run)")
 
 
@@ -170,7 +171,7 @@ def quantize_through_gptqmodel(model: Any, ctx: StageContext, plugin: _GPTQModel
 
     from transformers import AutoModelForCausalLM
 
-    reloaded = AutoModelForCausalLM.from_pretrained(str(out), device_map=device)
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out), device_map=device, trust_remote_code=False)
     stats = {"bits": params.bits, "group_size": params.group_size, "calibration_windows": len(windows),
              "calibration_tokens": sum(len(w) for w in windows), "quantize_seconds": round(seconds, 2),
              "backend": "gptqmodel"}

@@ -92,10 +92,11 @@ def merge_for_export(model: Any, ctx: StageContext) -> Any:
         return base
 
     ctx.log("merge: folding the adapter into the 16-bit base (not the quantized one)")
-    return merged(model, ctx.model_path, prepare=rebuild)
+    return merged(model, ctx.model_path, prepare=rebuild, trust_remote_code=ctx.recipe.model.trust_remote_code)
 
 
-def merged(model: Any, base_path: str | Path | None = None, prepare: Callable[[Any], Any] | None = None) -> Any:
+def merged(model: Any, base_path: str | Path | None = None, prepare: Callable[[Any], Any] | None = None,
+           *, trust_remote_code: bool = False) -> Any:
     """The adapter folded into the base weights, as a plain transformers model.
 
     A 16/32-bit base merges in place. A quantized base (QLoRA) would re-quantize the update, so the
@@ -110,7 +111,7 @@ def merged(model: Any, base_path: str | Path | None = None, prepare: Callable[[A
 
     with tempfile.TemporaryDirectory(prefix="tunekit-adapter-") as tmp:
         model.save_pretrained(tmp)
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto", trust_remote_code=trust_remote_code)
         if prepare is not None:
             base = prepare(base)
         return PeftModel.from_pretrained(base, tmp).merge_and_unload()

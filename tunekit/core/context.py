@@ -31,6 +31,14 @@ class StageContext:
     log: Callable[[str], None] = print
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def output_file(self, name: str) -> Path:
+        """Where a stage writes ``name`` in the output; refuses absolute paths and ``..``."""
+        from tunekit.core.output_paths import inside
+
+        if self.output_dir is None:
+            raise RuntimeError("no output folder yet: files are written in the export stage")
+        return inside(self.output_dir, name)
+
     def record(self, stage: str, **values: Any) -> None:
         """Record numbers for ``metrics.json`` under the stage's name."""
         self.metrics.setdefault(stage, {}).update(values)

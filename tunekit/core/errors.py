@@ -63,3 +63,7 @@ class MissingDependencyError(PluginError):
 
 class OutputExistsError(UsageError):
     """The output directory exists and --force was not given."""
+
+
+class OutputBusyError(TunekitError):
+    """Another run holds the output's lock: two runs to one output would interleave their files."""

@@ -215,7 +215,9 @@ def compose(path: Path, *, registry: Registry | None = None, _chain: tuple[Path,
 
 def _compose_one(path: Path, resolved: Path, registry: Registry | None, chain: tuple[Path, ...],
                  done: dict[Path, dict[str, Any]]) -> dict[str, Any]:
-    data = read_document(path)
+    from tunekit.core.recipe_paths import anchor_paths
+
+    data = anchor_paths(read_document(path), resolved.parent)
     parents = data.pop("extends", None)
     if parents is None:
         return _strip_nulls(data)
@@ -315,6 +317,8 @@ class ResolvedRecipe:
     stages: dict[str, Plugin] = field(default_factory=dict)
     #: The exporter plugins ``output.formats`` names, resolved here so ``validate`` checks what ``apply`` does.
     exporters: list[Any] = field(default_factory=list)
+    path: Path | None = None
+    """The recipe file read (None for a recipe built in memory)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe as plain data (what ``tunekit-recipe.yaml`` holds)."""
@@ -397,5 +401,7 @@ def load_recipe(
         data = apply_overrides(data, overrides)
     recipe = validate_data(data, source=source)
     if not resolve:
-        return ResolvedRecipe(recipe=recipe, source=source)
-    return resolve_stages(recipe, registry, source=source)
+        return ResolvedRecipe(recipe=recipe, source=source, path=recipe_path)
+    resolved = resolve_stages(recipe, registry, source=source)
+    resolved.path = recipe_path
+    return resolved

@@ -25,6 +25,8 @@ class ModelSection(Section):
     gguf_file: str | None = Field(None, description="GGUF file name inside `path`, loaded through transformers")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Load dtype")
     device_map: str | None = Field(None, description="transformers device_map, e.g. auto")
+    trust_remote_code: bool = Field(False, description="Run Python code a model folder ships (auto_map); "
+                                    "passed to every load so transformers never asks on stdin")
 
 
 class TrainSection(Section):
@@ -52,6 +54,7 @@ class TrainSection(Section):
     eval_split: float = Field(0.05, ge=0, lt=1, description="Fraction of training data held out for eval loss")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps")
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (for --resume)")
+    save_total_limit: int | None = Field(None, ge=1, description="Keep only the newest N checkpoints")
     seed: int = Field(42, ge=0, description="Random seed")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many examples")
 

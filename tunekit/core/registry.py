@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -32,6 +34,8 @@ from tunekit.core.kinds import BASES, Plugin
 STRICT_ENV = "TUNEKIT_STRICT_PLUGINS"
 #: The distribution whose entry points are tunekit's built-in plugins.
 BUILTIN_DISTRIBUTION = "tunekit"
+SLOW_IMPORT_S = 2.0
+"""A plugin whose import takes longer than this slows every command; the user is told which one."""
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -142,6 +146,14 @@ def _is_builtin(source: PluginSource) -> bool:
     return source.distribution == BUILTIN_DISTRIBUTION
 
 
+def _warn_if_slow(source: PluginSource, seconds: float) -> None:
+    """Name a plugin whose import delays every tunekit command, and the switch that turns it off."""
+    if seconds > SLOW_IMPORT_S:
+        sys.stderr.write(f"warning: plugin '{source.plugin}' ({source.distribution} {source.version}) took "
+                         f"{seconds:.1f} s to import, which every tunekit command waits for; "
+                         f"{DISABLE_ENV}={source.plugin} skips it\n")
+
+
 def _iter_entry_points() -> list[metadata.EntryPoint]:
     """tunekit's own entry points first (they win every name clash), then the rest by name."""
     def key(ep: metadata.EntryPoint) -> tuple[bool, str]:
@@ -170,7 +182,9 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
             pm.set_blocked(ep.name)
             continue
         try:
+            started = time.perf_counter()
             module = ep.load()
+            _warn_if_slow(source, time.perf_counter() - started)
             pm.register(module, name=ep.name)
         except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
             registry._fail(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}", exc)

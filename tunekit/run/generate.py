@@ -31,7 +31,7 @@ def is_output_folder(path: Path) -> bool:
     return path.is_dir() and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file())
 
 
-def load_output(folder: Path, dtype: Any) -> Any:
+def load_output(folder: Path, dtype: Any, trust: bool = False) -> Any:
     """An output folder as a model: a full model, or an adapter loaded onto the base it names.
 
     Shared by ``generate`` and ``bench`` so both run what ``apply`` measured: bitsandbytes layers get the
@@ -47,22 +47,31 @@ def load_output(folder: Path, dtype: Any) -> Any:
         except ImportError:
             raise UsageError(f"{folder} holds a PEFT adapter: pip install 'tunekit[peft]'") from None
         try:
-            model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+            model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=trust)
         except OSError as exc:
             raise UsageError(f"{folder}: cannot load the adapter's base model ({exc})") from None
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=trust)
     portable_cpu_kernels(model)
     return model
 
 
-def _assistant_from_recipe_file(folder: Path) -> str | None:
+def _recorded_recipe(folder: Path) -> dict[str, Any]:
     recipe = folder / "tunekit-recipe.yaml"
     if not recipe.is_file():
-        return None
+        return {}
     data = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
-    sampler = data.get("sampler") or {}
+    return data if isinstance(data, dict) else {}
+
+
+def _assistant_from_recipe_file(folder: Path) -> str | None:
+    sampler = _recorded_recipe(folder).get("sampler") or {}
     return sampler.get("assistant_model")
+
+
+def _trust_from_recipe_file(folder: Path) -> bool:
+    """The recorded ``model.trust_remote_code`` (False unless the run that wrote the folder said True)."""
+    return (_recorded_recipe(folder).get("model") or {}).get("trust_remote_code") is True
 
 
 def generate(target: str, prompt: str, *, model: str | None = None, overrides: list[str] | None = None,
@@ -77,8 +86,9 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
     assistant_path: str | None = None
     if is_output_folder(path):
         folder = path
-        lm = load_output(folder, "auto")
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        trust = _trust_from_recipe_file(folder)
+        lm = load_output(folder, "auto", trust)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust)
         gen_file = folder / "generation_config.json"
         generation = GenerationConfig.from_pretrained(str(folder)) if gen_file.is_file() else lm.generation_config
         assistant_path = _assistant_from_recipe_file(folder)
@@ -93,7 +103,8 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         folder_or_none, gguf = choose_model(resolved, model)
         named = resolve_model_source(resolved, model, folder_or_none, gguf)
         folder = Path(named.ref) if named.ref else default_model_path()  # a hub id passes through str() as is
-        kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+        trust = resolved.recipe.model.trust_remote_code
+        kwargs: dict[str, Any] = {"trust_remote_code": trust, **({"gguf_file": gguf} if gguf else {})}
         lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
         sampler = resolved.stages.get("sampler")
@@ -108,7 +119,8 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         generation.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
     extra: dict[str, Any] = {}
     if assistant_path:
-        extra["assistant_model"] = AutoModelForCausalLM.from_pretrained(assistant_path, dtype=lm.dtype).eval()
+        extra["assistant_model"] = AutoModelForCausalLM.from_pretrained(assistant_path, dtype=lm.dtype,
+                                                                          trust_remote_code=trust).eval()
     use_chat = chat if chat is not None else bool(getattr(tokenizer, "chat_template", None))
     if use_chat:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,

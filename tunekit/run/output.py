@@ -5,24 +5,38 @@ a refused or failed re-run must leave the earlier output byte-identical. Renames
 directory are atomic on POSIX, so the temporary folder lives next to the target (same filesystem).
 With ``--force`` the old output is renamed aside, the new one renamed in, and only then the old one
 deleted: at every instant ``--output`` is either the complete old result or the complete new one.
+
+Why a lock and a stamp: liveness by process id fails across PID namespaces (two containers on one
+volume), so a run holds an ``fcntl`` lock beside the output for its whole life; whatever temporary
+folder it finds while holding the lock belongs to a dead run. ``--force`` only replaces a folder that
+carries the ``.tunekit`` stamp every output gets, so an unset ``$OUT`` cannot delete a source tree.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
+import socket
+import tempfile
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
-from tunekit.core.errors import OutputExistsError, UsageError
+from tunekit.core.errors import OutputBusyError, OutputExistsError, UsageError
 
 TMP_MARK = ".tunekit-tmp-"
 OLD_MARK = ".tunekit-old-"
+LOCK_MARK = ".tunekit-lock"
+STAMP = ".tunekit"
+"""Marker file in every output folder: ``--force`` replaces only folders that have it."""
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id still runs (a leftover temp folder of a live run is not stale)."""
+    """Whether a process with this id still runs in this PID namespace (a hint, never proof of death)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -32,45 +46,134 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def refuse_to_replace(final: Path, *, recipe_path: Path | None = None) -> str | None:
+    """Why ``--force`` must not replace ``final`` (None when it may): the reason names the rule."""
+    final = final.resolve()
+    cwd = Path.cwd().resolve()
+    if final == Path(final.anchor):
+        return "it is the filesystem root"
+    if final == Path.home().resolve():
+        return "it is the home directory"
+    if cwd == final or cwd.is_relative_to(final):
+        return "it is the working directory or one of its parents"
+    if recipe_path is not None and recipe_path.resolve().is_relative_to(final):
+        return "it holds the recipe being run"
+    if not final.is_dir():
+        return "it is not a directory"
+    if not (final / STAMP).is_file():
+        return f"tunekit did not write it (no {STAMP} stamp in it); remove it yourself or choose another --output"
+    return None
+
+
 class AtomicOutput:
     """Context manager: ``with AtomicOutput(path, force=...) as tmp:`` write into ``tmp``; on a clean exit
-    ``tmp`` becomes ``path``; on any exception (Ctrl-C included) ``tmp`` is removed and ``path`` untouched."""
+    ``tmp`` becomes ``path``; on any exception (Ctrl-C included) ``tmp`` is removed and ``path`` untouched.
 
-    def __init__(self, final: Path, *, force: bool = False) -> None:
+    ``lock=False`` is for the non-main ranks of a distributed run: they share the main rank's lock and
+    write their throw-away folder into the system temp directory instead of beside the output.
+    """
+
+    def __init__(self, final: Path, *, force: bool = False, lock: bool = True,
+                 recipe_path: Path | None = None) -> None:
         self.final = Path(final)
         self.force = force
+        self.lock = lock
+        self.recipe_path = recipe_path
         self.tmp: Path | None = None
         self._discarded = False
+        self._lock_file: IO[str] | None = None
+        self.messages: list[str] = []
+        """What ``clean_stale`` did (restored an output, removed leftovers), for the run's log."""
 
     @property
     def checkpoint_dir(self) -> Path:
         """Training checkpoints: beside the output (outside the temp folder) so ``--resume`` finds them."""
         return self.final.parent / f".{self.final.name}.checkpoints"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.final.parent / f".{self.final.name}{LOCK_MARK}"
+
     def check(self) -> None:
-        """Refuse before any work when the output exists and ``--force`` was not given."""
-        if self.final.exists() and not self.force:
+        """Refuse before any work when the output exists and ``--force`` was not given, or may not be replaced."""
+        if not self.final.exists():
+            return
+        if not self.force:
             raise OutputExistsError(f"output {self.final} already exists; pass --force to replace it")
-        if self.final.exists() and not self.final.is_dir():
-            raise UsageError(f"output {self.final} exists and is not a directory")
+        reason = refuse_to_replace(self.final, recipe_path=self.recipe_path)
+        if reason:
+            raise UsageError(f"--force refuses to replace output {self.final}: {reason}")
+
+    def acquire(self) -> None:
+        """Take the output's lock or refuse at once, naming who holds it (a second run must not interleave)."""
+        if self._lock_file is not None:
+            return
+        handle = open(self.lock_path, "a+", encoding="utf-8")  # held for the run's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the holder unlinks the file when it finishes: a lock on an unlinked inode locks nothing
+            if os.fstat(handle.fileno()).st_ino != os.stat(self.lock_path).st_ino:
+                raise BlockingIOError
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise OutputBusyError(f"output {self.final} is in use by another tunekit run ({holder}; lock "
+                                  f"{self.lock_path}); wait for it to finish or choose another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+        handle.flush()
+        self._lock_file = handle
+
+    def release(self) -> None:
+        """Drop the lock and its file (unlinked while still held, so no run can lock the old inode)."""
+        if self._lock_file is not None:
+            self.lock_path.unlink(missing_ok=True)
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
 
     def clean_stale(self) -> None:
-        """Remove temp folders that runs killed with SIGKILL left beside the output (their pid is gone)."""
+        """Under the lock: put back an old output that a crashed ``--force`` swap left aside, drop dead temps.
+
+        Only a run holding the lock calls this, so every folder found belongs to a run that is gone,
+        whatever its process id says in this namespace.
+        """
         parent = self.final.parent
         if not parent.is_dir():
             return
-        for prefix in (f".{self.final.name}{TMP_MARK}", f".{self.final.name}{OLD_MARK}"):
-            for leftover in parent.glob(prefix + "*"):
-                pid_text = leftover.name[len(prefix):].split("-", 1)[0]
-                if pid_text.isdigit() and not pid_alive(int(pid_text)):
-                    shutil.rmtree(leftover, ignore_errors=True)
+        olds = sorted(parent.glob(f".{self.final.name}{OLD_MARK}*"), key=lambda p: p.stat().st_mtime)
+        if olds and not self.final.exists():
+            # the crash came between "old aside" and "new in": the old output is the only complete one
+            newest = olds.pop()
+            os.rename(newest, self.final)
+            self.messages.append(f"restored the earlier output {self.final} from an interrupted --force swap")
+        for old in olds:  # the swap had finished (the new output is in place); its old one was due to go
+            shutil.rmtree(old, ignore_errors=True)
+        for leftover in parent.glob(f".{self.final.name}{TMP_MARK}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+            self.messages.append(f"removed {leftover.name}, left by an interrupted run")
 
     def __enter__(self) -> Path:
-        self.check()
+        if not self.lock:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.final.name}{TMP_MARK}"))
+            return self.tmp
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.clean_stale()
-        self.tmp = self.final.parent / f".{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir()
+        self.acquire()
+        try:
+            self.clean_stale()
+            self.check()
+            self.tmp = self.final.parent / f".{self.final.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.tmp.mkdir()
+            (self.tmp / STAMP).write_text(json.dumps({"written_by": "tunekit", "since": time.time()}) + "\n",
+                                          encoding="utf-8")
+        except BaseException:
+            if self.tmp is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.tmp = None
+            self.release()
+            raise
         return self.tmp
 
     def discard(self) -> None:
@@ -83,14 +186,18 @@ class AtomicOutput:
             return
         if exc_type is not None or self._discarded:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            if exc_type is not None:
+            if exc_type is not None and self.lock:
                 self.remove_checkpoints_if_empty()
+                self.release()
             return
         try:
             self.commit()
+            self.remove_checkpoints()
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
+        finally:
+            self.release()
 
     def commit(self) -> None:
         if self.tmp is None:
@@ -98,8 +205,7 @@ class AtomicOutput:
         if not self.final.exists():
             os.rename(self.tmp, self.final)
             return
-        if not self.force:  # someone created it while we ran
-            raise OutputExistsError(f"output {self.final} appeared during the run; pass --force to replace it")
+        self.check()  # it may have appeared, or changed, while we ran
         old = self.final.parent / f".{self.final.name}{OLD_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(self.final, old)
         try:

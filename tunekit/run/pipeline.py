@@ -54,7 +54,9 @@ from tunekit.core.context import StageContext
 from tunekit.core.errors import TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
 from tunekit.core.kind_specs import STAGE_KIND
+from tunekit.core.recipe_paths import check_input_files
 from tunekit.run import interrupts
+from tunekit.run.checkpoints import check_checkpoints, discard_checkpoints
 from tunekit.run.model_source import SHIPPED, ModelSource
 from tunekit.run.model_source import resolve as resolve_model_source
 from tunekit.run.output import AtomicOutput
@@ -161,8 +163,25 @@ def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: 
             raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
         if gguf_file is not None and not (model_path / gguf_file).is_file():
             raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
+        if not resolved.recipe.model.trust_remote_code:
+            _refuse_shipped_code(model_path)
     if data is not None and not data.exists():
         raise UsageError(f"--data: {data} does not exist")
+    check_input_files(resolved.recipe, source=resolved.source, skip_train_data=data is not None)
+
+
+def _refuse_shipped_code(model_path: Path) -> None:
+    """A folder whose config maps Auto classes to its own Python runs that code when loaded: say so up front."""
+    import json
+
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((model_path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise UsageError(f"{model_path / name}: auto_map: the model ships its own Python code; tunekit runs "
+                             "it only when the recipe sets model.trust_remote_code: true")
 
 
 # -- the host implementation of every stage --------------------------------------------------
@@ -214,7 +233,9 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if path is None:
         path = ctx.model_path = default_model_path()
     gguf = ctx.extras.get("gguf_file")
-    kwargs: dict[str, Any] = {}
+    # explicit, never None: with None transformers asks on stdin before running a folder's auto_map code
+    trust = {"trust_remote_code": recipe.model.trust_remote_code}
+    kwargs: dict[str, Any] = dict(trust)
     if recipe.model.dtype != "auto":
         kwargs["dtype"] = getattr(torch, recipe.model.dtype)
     elif gguf:
@@ -232,7 +253,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         kwargs.update(quantizer.load_kwargs(ctx))
     ctx.log(f"loading {path}{' (' + gguf + ')' if gguf else ''}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), **({"gguf_file": gguf} if gguf else {}))
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **trust, **({"gguf_file": gguf} if gguf else {}))
         loaded = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:
         # transformers' hub errors run to several lines with advice for its own API: keep the first
@@ -435,11 +456,15 @@ def apply_recipe(
     out_value = output if output is not None else resolved.recipe.output.dir
     if out_value is None and not dry_run:
         raise UsageError("say where to write the result: --output DIR (or output.dir in the recipe)")
+    if out_value is not None and not str(out_value).strip():
+        raise UsageError("the output path is empty (an unset variable?): say where to write the result")
     out_path = Path(out_value).expanduser().resolve() if out_value is not None else None
     _check_inputs(resolved, source.local_path, gguf_file, data_path)
-    atomic = AtomicOutput(out_path, force=force) if out_path is not None else None
+    atomic = AtomicOutput(out_path, force=force, recipe_path=resolved.path) if out_path is not None else None
     if atomic is not None:
         atomic.check()
+        if resolved.recipe.train is not None:
+            check_checkpoints(atomic.checkpoint_dir, resume=resume, force=force)
     plan = build_plan(resolved, model_path=model_path, gguf_file=gguf_file, output=out_path, data=data_path,
                       source=source)
     reporter.plan(plan)
@@ -448,6 +473,7 @@ def apply_recipe(
     if atomic is None or out_path is None:  # unreachable: checked above; keeps the types narrow
         raise UsageError("no output directory")
     info = distributed.prepare_process(resolved.recipe)
+    atomic.lock = info.is_main  # other ranks share the main rank's lock and write nothing beside the output
     _ensure_host(registry)
     started = time.perf_counter()
     ctx = StageContext(recipe=resolved.recipe, model_path=model_path, data_path=data_path,
@@ -459,6 +485,10 @@ def apply_recipe(
     })
     with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
         ctx.output_dir = tmp
+        for message in atomic.messages:
+            ctx.log(message)
+        if info.is_main and resolved.recipe.train is not None and force and not resume:
+            discard_checkpoints(atomic.checkpoint_dir, ctx.log)
         seed_everything(resolved.recipe)
         if resolved.recipe.eval.perplexity and info.is_main and _quantizes_on_load(resolved):
             measure_baseline(registry, ctx, reporter)
@@ -490,7 +520,6 @@ def apply_recipe(
         else:
             atomic.discard()
     if info.is_main:
-        atomic.remove_checkpoints()
         reporter.done(out_path, ctx.metrics)
     return RunResult(output=out_path if info.is_main else None, metrics=ctx.metrics, plan=plan)
 

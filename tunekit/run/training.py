@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tunekit.core.errors import UsageError
 from tunekit.core.resources import shipped_data_dir
 from tunekit.run import train_data
+from tunekit.run.checkpoints import completion_callback, latest_complete
 
 if TYPE_CHECKING:
     from tunekit.core.context import StageContext
@@ -56,12 +57,10 @@ def resume_from(ctx: StageContext, directory: Path) -> str | bool | None:
     if not resume:
         return None
     if resume is True or resume == "latest":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(str(directory)) if directory.is_dir() else None
+        last = latest_complete(directory, ctx.log)
         if last is None:
-            raise UsageError(f"--resume: no checkpoint in {directory}")
-        return last
+            raise UsageError(f"--resume: no checkpoint in {directory} that finished saving")
+        return str(last)
     if not Path(resume).is_dir():
         raise UsageError(f"--resume: {resume} is not a checkpoint folder")
     return str(resume)
@@ -107,6 +106,7 @@ def training_arguments(
         eval_steps=section.eval_steps if evaluating else None,
         save_strategy="steps" if section.save_steps else "no",
         save_steps=section.save_steps or 500,
+        save_total_limit=section.save_total_limit,
         logging_steps=1,
         seed=section.seed,
         data_seed=section.seed,
@@ -187,7 +187,7 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
         data_collator=lambda batch: collate(batch, pad_id),
         optimizers=(custom, None),
-        callbacks=[ProgressCallback(ctx.log, quiet=bool(ctx.extras.get("quiet")))],
+        callbacks=[ProgressCallback(ctx.log, quiet=bool(ctx.extras.get("quiet"))), completion_callback()],
     )
     trainer.remove_callback(PrinterCallback)
     if torch.cuda.is_available():

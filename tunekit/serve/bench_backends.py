@@ -27,6 +27,7 @@ def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens:
     if path.suffix == ".gguf":
         where, kwargs = path.parent, {"gguf_file": path.name}
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs["trust_remote_code"] = False  # a benchmark never runs a model folder's own code
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     if kwargs:
         model: Any = AutoModelForCausalLM.from_pretrained(where, dtype="auto", **kwargs)
