@@ -121,9 +121,9 @@ def test_paths_outside_the_output_are_refused(name: str, tmp_path: Path) -> None
 
 
 def test_resume_falls_back_past_a_checkpoint_whose_save_was_interrupted(tmp_path: Path) -> None:
-    from tests.test_training import run
+    from test_training import run
+    from train_helpers import write_text_jsonl
 
-    from tests.train_helpers import write_text_jsonl
     from tunekit.run.checkpoints import COMPLETE
 
     data = write_text_jsonl(tmp_path / "t.jsonl")
@@ -243,7 +243,8 @@ def test_dry_run_checks_every_input_file(key: str, tmp_path: Path, fake_model: P
 
 def test_a_slow_plugin_import_is_named_with_the_switch_that_skips_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests import fake_plugins
+    import fake_plugins
+
     from tunekit.core import registry as plugins
 
     slow = fake_plugins.FakePlugin("slowpoke", "tk_fake_slow", "tunekit-slow", "0.1",

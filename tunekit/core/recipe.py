@@ -153,8 +153,9 @@ def find_recipe(name: str, *, relative_to: Path | None = None, registry: Registr
         raise RecipeError(f"recipe name {excerpt(name)} contains a NUL byte")
     raw = Path(name)
     if relative_to is not None and not raw.is_absolute():
-        candidates.append(relative_to / raw)
-    candidates.append(raw)
+        candidates.append(relative_to / raw)  # an extends names files beside the recipe, never the cwd
+    else:
+        candidates.append(raw)
     for directory in recipe_dirs(registry):
         candidates.append(directory / raw)
         candidates.extend(directory / f"{name}{suffix}" for suffix in RECIPE_SUFFIXES)

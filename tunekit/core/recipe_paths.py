@@ -22,14 +22,23 @@ MODEL_PATH = ("model", "path")
 """Also anchored, but only when the file exists beside the recipe: otherwise it may be a hub id."""
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that answers False for names the OS refuses (too long, bad bytes): the recipe's
+    loader then reports the missing file with its key, instead of a traceback from here."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _anchor(value: str, folder: Path, *, only_if_exists: bool) -> str:
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)
     candidate = folder / path
-    if candidate.exists():
+    if _exists(candidate):
         return str(candidate)
-    if only_if_exists or (len(path.parts) == 1 and (shipped_data_dir() / path).is_file()):
+    if only_if_exists or (len(path.parts) == 1 and _exists(shipped_data_dir() / path)):
         return value  # a hub id, or shipped data named by file name (train.data: austen_instruct.jsonl)
     return str(candidate)
 
