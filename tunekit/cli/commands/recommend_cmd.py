@@ -89,6 +89,8 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
                   context_target=context_target, margin=margin, data=data, method=method)
     result = recommend(facts, rules, registry, top=top)
     written = write_recipes(result, write_dir) if write_dir else []
+    if written and result.no_fit:
+        name_written(result.no_fit, result.recommendations, written)
     if as_json:
         from tunekit.core.render import echo_json
 
@@ -126,12 +128,14 @@ def write_recipes(recs: Result | list[Recommendation], directory: Path) -> list[
     """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``."""
     import yaml
 
+    from tunekit.advise.rules.engine import recipe_file
+
     paths = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for index, rec in enumerate(recs.recommendations if not isinstance(recs, list) else recs):
             rec = replace(rec, rank=index + 1)
-            path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
+            path = directory / recipe_file(rec)
             header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
             path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
             paths.append(path)
@@ -139,3 +143,14 @@ def write_recipes(recs: Result | list[Recommendation], directory: Path) -> list[
         raise TunekitError(f"--write {directory}: cannot write {exc.filename or directory}: "
                            f"{exc.strerror or exc}") from None
     return paths
+
+
+def name_written(no_fit: dict[str, Any], recs: list[Recommendation], written: list[Path]) -> None:
+    """The multi-GPU/offload commands name the recipe by the file ``--write`` wrote for it (its path)."""
+    from tunekit.advise.rules.engine import recipe_file
+
+    for rec, path in zip(recs, written, strict=False):
+        if recipe_file(rec) == no_fit.get("recipe"):
+            no_fit["commands"] = [line.replace(no_fit["recipe"], str(path)) for line in no_fit.get("commands", [])]
+            no_fit["recipe"] = str(path)
+            return
