@@ -11,13 +11,13 @@ Nothing here reads the machine or the disk: the CLI builds ``Facts`` and loads t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, estimate, fits_bytes
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules import fitting
+from tunekit.advise.rules import engines, fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
 from tunekit.advise.rules.fitting import fit, no_fit
 from tunekit.advise.rules.generate import PackageCache, generate
@@ -50,6 +50,7 @@ class Facts:
     margin: float = 0.1  # keep 10% of VRAM free (allocator spikes, other processes)
     data: str | None = None
     method: str | None = None  # --method full: the user asks for a full fine-tune
+    engine: str | None = None  # --engine hf|vllm|llama.cpp: serve with this one (None: whichever serves it)
 
     def budget_gb(self) -> float:
         """Usable memory per device: VRAM per GPU, or 80% of RAM on a CPU-only machine."""
@@ -79,6 +80,7 @@ class Facts:
             for opt in ("adamw", "adamw-8bit", "paged-adamw-8bit"))
         return {
             "hardware": self.hardware.to_dict(), "model": model_facts(arch), "goal": self.goal, "method": self.method,
+            "engine": self.engine,
             "symptoms": list(self.symptoms), "seq_len": self.seq_len, "batch": self.batch,
             "context_target": self.target_context(), "margin": self.margin, "budget_gb": round(self.budget_gb(), 2),
             "size_class": "small" if size < 10 else "medium" if size < 40 else "large",
@@ -264,6 +266,13 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
         if cand.needs:
             run.dropped.append((cand.name, "; ".join(cand.needs)))
             continue
+        unserved = engines.servable(cand, run.facts.engine) if cand.method == "infer" else None
+        if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
+            run.dropped.append((cand.name, unserved))
+            continue
+        hf_only = cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)
+        if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
+            cand = gen.estimate_candidate(run.facts.model, replace(cand, setup=replace(cand.setup, engine="hf")))
         wanted_seq = cand.setup.seq_len
         cand, fitted = fit(run.facts, cand, registry)
         assert cand.memory is not None
@@ -274,6 +283,10 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
             continue
         fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
         points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
+        if hf_only:
+            points -= engines.HF_ONLY_POINTS
+            reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
+                           "or continuous batching")
         if fitting.tight(run.facts, cand) and cand.split_layers is None:
             points -= 1.0
             fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))

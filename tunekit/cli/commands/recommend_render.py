@@ -19,7 +19,7 @@ def bar(used_gb: float, budget_gb: float, width: int = 12) -> str:
 
 
 def render(result: Result, facts: Facts, *, explain: bool = False, written: list[Path] | None = None) -> None:
-    from tunekit.advise.rules.serve import serve_options
+    from tunekit.advise.rules.serve import serve_lines
     from tunekit.core.render import console, table
 
     out = console()
@@ -54,10 +54,8 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
             out.print(f"offload: ~{off['per_gpu_gb']} GB GPU + {off['cpu_ram_gb']} GB CPU RAM ({off['how']})")
     if facts.goal in ("serve", "long-context"):
         for rec in [r for r in result.recommendations if r.candidate.method == "infer"][:3]:
-            opts = serve_options(facts, rec)
-            engines = [opts["llama_cpp"]] if rec.candidate.export or not facts.hardware.gpus else [
-                opts["vllm"], opts["llama_cpp"]]  # vLLM serves GPUs; a GGUF is llama.cpp's file
-            out.print(f"serve #{rec.rank}:\n  " + "\n  ".join(engines), soft_wrap=True)
+            lines = serve_lines(facts, rec, facts.engine)
+            out.print(f"serve #{rec.rank}:\n  " + "\n  ".join(lines), soft_wrap=True)
     if result.recommendations:
         first = result.recommendations[0]
         out.print("#1 because: " + "; ".join(first.reasons))
