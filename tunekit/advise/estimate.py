@@ -438,9 +438,15 @@ def _largest(fits: Any, lo: int, hi: int) -> int:
     return lo
 
 
-def max_seq_len(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 1 << 21) -> int:
-    """The longest sequence (tokens) whose estimate fits ``budget_gb`` per GPU."""
-    return _largest(lambda n: estimate(arch, setup, seq_len=n).total_gb <= budget_gb, 1, limit)
+def max_seq_len(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 1 << 21, *,
+                planned: bool = False) -> int:
+    """The longest sequence (tokens) whose estimate fits ``budget_gb`` per GPU; ``planned`` decides on the
+    upper part of the band (``fits_bytes``), as recommend does, instead of the point estimate."""
+    def ok(n: int) -> bool:
+        est = estimate(arch, setup, seq_len=n)
+        return (fits_bytes(est) if planned else est.total) <= budget_gb * GB
+
+    return _largest(ok, 1, limit)
 
 
 def max_batch(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 4096) -> int:

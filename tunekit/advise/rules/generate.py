@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import QUANTS, Setup
 from tunekit.advise.rules import candidates as gen
+from tunekit.advise.rules import engines
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts
@@ -59,7 +60,7 @@ def infer_setup(facts: Facts, settings: Settings, seq: int | None = None) -> Set
         seq = seq or facts.target_context()
     ctx = settings.get("serve", {}).get("context", 4096)
     return Setup(method="infer", seq_len=seq or facts.seq_len or min(int(ctx), facts.model.max_context),
-                 batch=facts.batch, gpus=max(facts.hardware.gpus, 1))
+                 batch=facts.batch, gpus=max(facts.hardware.gpus, 1), engine=facts.engine or "vllm")
 
 
 def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool) -> list[QuantOption]:
@@ -172,7 +173,8 @@ def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever:
         return []
     spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
     cand = gen.Candidate(name=f"gguf-{GGUF_SERVE_TYPE}", lever=lever, method="infer", stages={},
-                         setup=replace(infer_setup(facts, settings), quant=spec), quality_cost=0.028,
+                         setup=replace(infer_setup(facts, settings), quant=spec, engine="llama.cpp"),
+                         quality_cost=0.028,
                          speedup=1.5, export=GGUF_SERVE_TYPE,  # as the GPTQ/AWQ plugins declare for 4 bits
                          notes=["llama.cpp Q4_K_M: +0.175 perplexity on Llama-3-8B (llama.cpp quantize README); "
                                 "runs on CPU, GPU or split between them"])
@@ -202,9 +204,10 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
                              warnings=[warning] if warning else [], notes=list(cls.effects.notes))
         base = require(base, cls, facts, cache)
         out.append(base)
-        if four_bit:
-            best = min(four_bit, key=lambda q: q[2])
-            out.append(with_quant(base, *best, name=f"{cls.name}-x{factor:g}+{best[0].name}"))
+        if four_bit:  # the least lossy 4-bit base an engine serves well (vLLM/llama.cpp before transformers only)
+            variants = [with_quant(base, *q, name=f"{cls.name}-x{factor:g}+{q[0].name}") for q in four_bit]
+            out.append(min(variants, key=lambda c: (engines.servable(c, facts.engine) is not None,
+                                                    engines.only_hf(c), c.quality_cost)))
         if untuned and lora is not None and cls.name == "yarn":
             ainst, aparams = gen.instantiate(lora, settings.get("adapter", {}))
             setup = replace(train_setup(facts, settings), seq_len=target,
