@@ -278,6 +278,10 @@ def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
     infer = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=512)
     assert (infer.method, infer.seq_len) == ("infer", 512)
     assert infer.quant.bits == pytest.approx(8 + 20 / 128)
+    path.write_text("model: {id: llama-2-7b}\ntrain: {seq_len: 512, optimizer: adamw-8bit}\n")  # no adapter
+    full = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    assert (full.method, full.seq_len, full.optimizer) == ("full", 512, "adamw-8bit")
+    assert estimate(arch, full).total_gb > estimate(arch, method="lora", seq_len=512).total_gb
 
 
 def test_unknown_architecture_says_what_it_guessed() -> None:

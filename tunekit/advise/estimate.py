@@ -474,17 +474,20 @@ def smallest_quant_that_fits(arch: ModelArch, setup: Setup, budget_gb: float,
 
 def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup:
     """The ``Setup`` a resolved recipe implies: its quantizer's declared bits, its adapter's trainable
-    parameters, its train and distributed sections (sharding as ``tunekit.run.distributed`` computes it)."""
+    parameters, its train and distributed sections (sharding as ``tunekit.core.sharding`` computes it)."""
     from tunekit.core.sharding import offloaded_states, shard_divisor, sharded_states
 
     recipe, stages = resolved.recipe, resolved.stages
     quantizer, adapter, context = stages.get("quantizer"), stages.get("adapter"), stages.get("context")
     quant = quant_spec_of(quantizer) if quantizer is not None else QUANTS["bf16"]
     train = recipe.train
-    if train is not None and adapter is not None:
-        method = "qlora" if quantizer is not None else "lora"
+    if train is not None:
+        # no adapter: a full fine-tune (every weight trains; a train.trainable subset is estimated as all of
+        # them, the safe side, since which parameters match is only known once the model is built)
+        method = "full" if adapter is None else "qlora" if quantizer is not None else "lora"
+        trainable = int(adapter.trainable_params(arch)) if adapter is not None else None
         section = recipe.distributed
-        setup = Setup(method=method, quant=quant, trainable_params=int(adapter.trainable_params(arch)),
+        setup = Setup(method=method, quant=quant, trainable_params=trainable,
                       optimizer=train.optimizer, precision="fp32" if train.precision == "fp32" else "mixed",
                       seq_len=train.seq_len, batch=train.batch_size, grad_ckpt=train.gradient_checkpointing,
                       gpus=section.gpus * section.nodes if section.strategy != "none" else 1,
