@@ -40,8 +40,7 @@ def apply(recipe: str, model: str | None, data: str | None, output: Path | None,
         with stdout_for_data() as stdout:
             reporter = Reporter(quiet=quiet, log_json=log_json, stream=stdout if log_json else None)
             result = apply_recipe(recipe, model=model, data=data, output=output, overrides=list(overrides),
-                                  force=force, dry_run=dry_run, quiet=quiet, log_json=log_json, resume=resume,
-                                  reporter=reporter)
+                                  force=force, dry_run=dry_run, resume=resume, reporter=reporter)
     except KeyboardInterrupt:
         click.secho("interrupted: no output written (an earlier output is untouched)", fg="red", err=True)
         sys.exit(130)
