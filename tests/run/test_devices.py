@@ -64,6 +64,7 @@ class DeviceRecorder(Quantizer):
     name = "device-recorder"
     on_load: ClassVar[bool] = True
     seen: ClassVar[dict[str, str]] = {}
+    state: ClassVar[tuple[bool, dict[str, Any]]] = (False, {})
 
     def bits_per_weight(self) -> float:
         return 16.0
@@ -74,6 +75,7 @@ class DeviceRecorder(Quantizer):
 
     def apply(self, model: Any, ctx: StageContext) -> Any:
         DeviceRecorder.seen["apply"] = ctx.device
+        DeviceRecorder.state = (ctx.run.stages.get("quantizer") is self, dict(ctx.extras))
         return model
 
 
@@ -99,3 +101,4 @@ def test_a_plugin_sees_the_device_the_model_is_on(tmp_path: Path, monkeypatch: p
     assert DeviceRecorder.seen == {"load_kwargs": "predicted", "apply": "cpu"}
     assert len(asked) == 1 and hasattr(asked[0], "config")  # read off the loaded model, not assumed
     assert result.metrics["load"]["device"] == "cpu"
+    assert DeviceRecorder.state == (True, {})  # the run's plugins are in ctx.run; extras stay the plugins' own
