@@ -41,10 +41,9 @@ class GGUFParams(PluginParams):
         return value.strip().lower().replace("-", "_") if isinstance(value, str) else value
 
 
-class GGUFExporter(Exporter):
+class GGUFExporter(Exporter[GGUFParams]):
     name = "gguf"
     summary = "GGUF file for llama.cpp/Ollama/LM Studio (F16, Q8_0, K-quants via llama.cpp) + Modelfile"
-    Params = GGUFParams
     shorthand_field = "type"
     requires = Requirements(packages=("gguf",), extra="gguf")
     effects = Effects(notes=("K-quants need llama-cpp-python (tunekit[gguf]); widths not multiples of 256 "

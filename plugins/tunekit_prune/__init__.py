@@ -44,17 +44,16 @@ class MagnitudeParams(PluginParams):
         return value.strip()
 
 
-class MagnitudePruner(Pruner):
+class MagnitudePruner(Pruner[MagnitudeParams]):
     name = "magnitude"
     summary = "Zero the smallest-magnitude weights (layer-wise, global, or 2:4); needs a healing fine-tune"
-    Params = MagnitudeParams
     effects = Effects(quality_cost=1.9, speedup=1.0, notes=(
         "Llama-2-7B 50% unstructured magnitude: wikitext ppl 5.12 -> 14.89 (Wanda paper); 2:4: 54.59",
         "needs a healing fine-tune (LoRA on the pruned model), most of all 2:4",
         "zeros alone do not speed up dense kernels; 2:4 needs sparse tensor-core kernels"))
 
     def nm(self) -> tuple[int, int] | None:
-        p: Any = self.params
+        p = self.params
         if p.n_m is None:
             return None
         n, m = p.n_m.split(":")
@@ -64,7 +63,7 @@ class MagnitudePruner(Pruner):
         nm = self.nm()
         if nm is not None:
             return 1.0 - nm[0] / nm[1]
-        return float(self.params.sparsity)  # type: ignore[attr-defined]
+        return float(self.params.sparsity)
 
     def apply(self, model: Any, ctx: StageContext) -> Any:
         from tunekit_prune.magnitude import prune_model

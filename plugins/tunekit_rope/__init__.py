@@ -9,7 +9,7 @@ Declarations here are torch-free; the work is in :mod:`tunekit_rope.rope`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import Field
 
@@ -29,7 +29,10 @@ class RopeParams(PluginParams):
     sliding_window: int | None = Field(None, ge=16, description="Set the sliding-window size (models that have one)")
 
 
-class RopeExtender(ContextExtender):
+RopeP = TypeVar("RopeP", bound=RopeParams)
+
+
+class RopeExtender(ContextExtender[RopeP]):
     """Shared logic: choose the factor, write ``rope_parameters``, rebuild rotary embeddings."""
 
     rope_type: ClassVar[str] = ""
@@ -38,7 +41,7 @@ class RopeExtender(ContextExtender):
     """False for dynamic NTK: its formula divides by the *original* length, so it must stay in the config."""
 
     def factor_for(self, arch: ModelArch) -> float:
-        p: Any = self.params
+        p = self.params
         if p.target_length is not None:
             needed = p.target_length / arch.max_context
             if p.factor is not None and p.factor * arch.max_context < p.target_length:
@@ -62,7 +65,7 @@ class RopeExtender(ContextExtender):
         return extend(self, model, ctx)
 
 
-class LinearRope(RopeExtender):
+class LinearRope(RopeExtender[RopeParams]):
     name = "linear"
     rope_type = "linear"
     summary = "Position interpolation: every RoPE frequency divided by the factor (needs a short fine-tune)"
@@ -70,7 +73,7 @@ class LinearRope(RopeExtender):
                                                 "inputs until fine-tuned for ~1000 steps",))
 
 
-class DynamicRope(RopeExtender):
+class DynamicRope(RopeExtender[RopeParams]):
     name = "dynamic"
     rope_type = "dynamic"
     changes_max_positions = False
@@ -84,15 +87,14 @@ class YarnParams(RopeParams):
     attention_factor: float | None = Field(None, gt=0, description="cos/sin scale (default 0.1*ln(factor)+1)")
 
 
-class YarnRope(RopeExtender):
+class YarnRope(RopeExtender[YarnParams]):
     name = "yarn"
     rope_type = "yarn"
-    Params = YarnParams
     summary = "YaRN: NTK-by-parts interpolation plus attention temperature; best with ~400 fine-tune steps"
     effects = Effects(quality_cost=0.01, notes=("YaRN (Peng et al. 2023); static YaRN can hurt short inputs",))
 
     def rope_parameters(self, factor: float, original: int, theta: float, head_dim: int) -> dict[str, Any]:
-        p: Any = self.params
+        p = self.params
         values = {"rope_type": "yarn", "rope_theta": theta, "factor": factor,
                   "original_max_position_embeddings": original, "beta_fast": p.beta_fast, "beta_slow": p.beta_slow}
         if p.attention_factor is not None:
@@ -105,15 +107,14 @@ class Llama3Params(RopeParams):
     high_freq_factor: float = Field(4.0, gt=0, description="Wavelengths below original/high_freq_factor are kept")
 
 
-class Llama3Rope(RopeExtender):
+class Llama3Rope(RopeExtender[Llama3Params]):
     name = "llama3"
     rope_type = "llama3"
-    Params = Llama3Params
     summary = "Llama 3.1 frequency-band scaling: low frequencies divided by factor, high ones kept, smooth between"
     effects = Effects(quality_cost=0.01, notes=("Llama 3.1 used factor 8, low 1, high 4 from 8192 tokens",))
 
     def rope_parameters(self, factor: float, original: int, theta: float, head_dim: int) -> dict[str, Any]:
-        p: Any = self.params
+        p = self.params
         if p.high_freq_factor <= p.low_freq_factor:
             raise UsageError("context.high_freq_factor must be larger than low_freq_factor")
         return {"rope_type": "llama3", "rope_theta": theta, "factor": factor, "low_freq_factor": p.low_freq_factor,
@@ -127,10 +128,9 @@ class LongRopeParams(RopeParams):
                                             "ramp, 1 for fast dimensions up to factor for slow ones)")
 
 
-class LongRope(RopeExtender):
+class LongRope(RopeExtender[LongRopeParams]):
     name = "longrope"
     rope_type = "longrope"
-    Params = LongRopeParams
     summary = "LongRoPE (Phi-3): separate per-frequency factors for short and long inputs"
     effects = Effects(quality_cost=0.02, notes=("LongRoPE (Ding et al. 2024) searches its factors; the default "
                                                 "ramp is a starting point, not the searched set",))
@@ -138,7 +138,7 @@ class LongRope(RopeExtender):
     def rope_parameters(self, factor: float, original: int, theta: float, head_dim: int) -> dict[str, Any]:
         from tunekit_rope.formulas import yarn_ramp_factors
 
-        p: Any = self.params
+        p = self.params
         half = head_dim // 2
         short = list(p.short_factor) if p.short_factor is not None else [1.0] * half
         long = list(p.long_factor) if p.long_factor is not None else yarn_ramp_factors(factor, original, theta,

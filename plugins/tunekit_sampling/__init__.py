@@ -40,13 +40,12 @@ class SamplingParams(PluginParams):
     num_assistant_tokens: int = Field(5, ge=1, le=128, description="Draft tokens proposed per step")
 
 
-class SamplingSampler(Sampler):
+class SamplingSampler(Sampler[SamplingParams]):
     name = "sampling"
     summary = "Temperature, top-k/top-p/min-p, repetition penalty and presets; optional speculative decoding"
-    Params = SamplingParams
 
     def generation_config(self) -> dict[str, Any]:
-        p: Any = self.params
+        p = self.params
         values: dict[str, Any] = dict(PRESETS[p.preset]) if p.preset else {"do_sample": True}
         for key in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty"):
             value = getattr(p, key)
@@ -66,7 +65,7 @@ class SamplingSampler(Sampler):
 
     def apply(self, model: Any, ctx: Any) -> Any:
         model = super().apply(model, ctx)
-        p: Any = self.params
+        p = self.params
         if p.assistant_model:
             ctx.record("sampler", assistant_model=p.assistant_model)
         ctx.record("sampler", **self.generation_config())

@@ -133,7 +133,7 @@ def test_resume_falls_back_past_a_checkpoint_whose_save_was_interrupted(tmp_path
     (folder / "checkpoint-6" / COMPLETE).unlink()  # killed while checkpoint-6 was written
     for part in (folder / "checkpoint-6").glob("*.pt"):
         part.unlink()
-    resumed = run(tmp_path / "a", data, extras={"resume": True}, save_steps=3, max_steps=7).metrics["train"]
+    resumed = run(tmp_path / "a", data, resume=True, save_steps=3, max_steps=7).metrics["train"]
     assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["steps"] == 7
     limited = run(tmp_path / "b", data, save_steps=2, save_total_limit=1)
     assert [p.name for p in (tmp_path / "b" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-6"]
@@ -197,7 +197,6 @@ def test_the_load_itself_passes_trust_remote_code_explicitly(tmp_path: Path,
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record)
     ctx = StageContext(recipe=Recipe.model_validate({"model": {"trust_remote_code": True}}), model_path=tmp_path)
-    ctx.extras["stages"] = {}
     with pytest.raises(TunekitError):
         stage_load(None, None, ctx)
     ctx.recipe = Recipe.model_validate({})

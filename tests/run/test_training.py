@@ -11,7 +11,7 @@ import torch
 from train_helpers import INSTRUCT, tiny_model, tokenizer, write_text_jsonl
 from tunekit_peft.adapters import Lora
 
-from tunekit.core.context import StageContext
+from tunekit.core.context import RunState, StageContext
 from tunekit.core.errors import UsageError
 from tunekit.core.recipe_model import Recipe, TrainSection
 from tunekit.run import train_data
@@ -118,11 +118,11 @@ def test_fp16_needs_a_gpu() -> None:
 # -- training ------------------------------------------------------------------------------
 
 
-def run(tmp_path: Path, data: Path, extras: dict[str, Any] | None = None, **train_fields: Any) -> StageContext:
+def run(tmp_path: Path, data: Path, resume: bool | str = False, **train_fields: Any) -> StageContext:
     fields = {"seq_len": 64, "batch_size": 2, "max_steps": 6, "lr": 3e-3, "scheduler": "constant",
               "eval_split": 0.2, "max_samples": 30, **train_fields}
     ctx = StageContext(recipe=Recipe.model_validate({"train": fields}), tokenizer=tokenizer(), data_path=data,
-                       output_dir=tmp_path, log=lambda _: None, extras=dict(extras or {}))
+                       output_dir=tmp_path, log=lambda _: None, run=RunState(resume=resume))
     plugin = Lora(Lora.Params(r=4))
     train(plugin.apply(tiny_model(), ctx), ctx, plugin)
     return ctx
@@ -144,19 +144,19 @@ def test_resume_continues_the_step_count_and_the_loss_curve(tmp_path: Path) -> N
     full = run(tmp_path / "full", data, save_steps=3).metrics["train"]
     checkpoint = tmp_path / "full" / "checkpoints" / "checkpoint-3"
     assert checkpoint.is_dir() and (tmp_path / "full" / "checkpoints" / "checkpoint-6").is_dir()
-    resumed = run(tmp_path / "resumed", data, extras={"resume": str(checkpoint)}, save_steps=3).metrics["train"]
+    resumed = run(tmp_path / "resumed", data, resume=str(checkpoint), save_steps=3).metrics["train"]
     assert resumed["steps"] == 6 and resumed["resumed_from"] == str(checkpoint)
     assert [s for s, _ in resumed["loss_curve"]] == [1, 2, 3, 4, 5, 6]
     assert resumed["loss_curve"][:3] == full["loss_curve"][:3]  # restored from the checkpoint's state
     for (_, got), (_, want) in zip(resumed["loss_curve"][3:], full["loss_curve"][3:]):
         assert got == pytest.approx(want, rel=1e-3)  # same batches, same weights: the same curve
-    latest = run(tmp_path / "full", data, extras={"resume": True}, save_steps=3, max_steps=8).metrics["train"]
+    latest = run(tmp_path / "full", data, resume=True, save_steps=3, max_steps=8).metrics["train"]
     assert latest["resumed_from"].endswith("checkpoint-6") and latest["steps"] == 8
 
 
 def test_resume_without_a_checkpoint_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no checkpoint"):
-        run(tmp_path, write_text_jsonl(tmp_path / "t.jsonl"), extras={"resume": True})
+        run(tmp_path, write_text_jsonl(tmp_path / "t.jsonl"), resume=True)
 
 
 def test_training_needs_data(tmp_path: Path) -> None:

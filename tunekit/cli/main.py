@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tunekit.cli.commands.sweep_cmd",
     "tunekit.cli.commands.new_plugin_cmd",
     "tunekit.cli.commands.apply_cmd",
+    "tunekit.cli.commands.generate_cmd",
 )
 
 

@@ -18,8 +18,8 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
    :func:`tunekit.data.calibration_texts` (``--data`` > shipped Emma excerpt; never the eval text).
 5. **adapter**  ``model = adapter.apply(model, ctx)``
 6. **train**    when ``recipe.train`` is set: ``from tunekit.run.training import train; model = train(model, ctx,
-   adapter)``. ``ctx.extras``: ``checkpoint_dir`` (beside the output, survives a failed run), ``resume``
-   (``--resume``), ``quiet``.
+   adapter)``. ``ctx.run`` (:class:`~tunekit.core.context.RunState`): ``checkpoint_dir`` (beside the output,
+   survives a failed run), ``resume`` (``--resume``), ``shows_bars``.
 7. **evaluate** perplexity "after" on held-out text (:mod:`tunekit.run.evaluate`), ROUGE/BLEU when asked.
 8. **sampler**  ``model = sampler.apply(model, ctx)`` (sets ``model.generation_config``).
 9. **export**   into a temporary folder beside ``--output``: ``quantizer.save(model, out_dir, ctx) -> bool``
@@ -32,7 +32,9 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 Every stage, host and plugin alike, runs through the ``tunekit_run_stage`` hook: the host implementation
 (:class:`HostStages`, registered with ``trylast``) does the work; observers wrap it with
 ``@hookimpl(wrapper=True)`` to time, trace or replace the model. ``plugin`` is None for ``load``,
-``evaluate`` and ``export``; ``ctx.extras["phase"]`` is ``"before"`` or ``"after"`` for ``evaluate``.
+``evaluate`` and ``export``; ``ctx.run.phase`` is ``"before"`` or ``"after"`` for ``evaluate``. ``ctx.device``
+is where the loaded model's weights are ("cpu", "cuda:0"); the host's own state is typed in ``ctx.run`` and
+``ctx.extras`` is left to plugins.
 Stages record numbers with ``ctx.record(stage, ...)``; they land in ``metrics.json``.
 
 Library use: ``tunekit.run.pipeline.apply_recipe("demo", model=..., output=..., overrides=[...])`` returns a
@@ -50,13 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunekit.core.context import StageContext
+from tunekit.core.context import RunState, StageContext
 from tunekit.core.errors import TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
 from tunekit.core.kind_specs import STAGE_KIND
 from tunekit.core.recipe_paths import check_input_files
 from tunekit.run import interrupts
 from tunekit.run.checkpoints import check_checkpoints, discard_checkpoints
+from tunekit.run.devices import load_device, model_device
 from tunekit.run.model_source import SHIPPED, ModelSource
 from tunekit.run.model_source import resolve as resolve_model_source
 from tunekit.run.output import AtomicOutput
@@ -232,7 +235,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     path = ctx.model_path
     if path is None:
         path = ctx.model_path = default_model_path()
-    gguf = ctx.extras.get("gguf_file")
+    gguf = ctx.run.gguf_file
     # explicit, never None: with None transformers asks on stdin before running a folder's auto_map code
     trust = {"trust_remote_code": recipe.model.trust_remote_code}
     kwargs: dict[str, Any] = dict(trust)
@@ -246,10 +249,13 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         kwargs["device_map"] = recipe.model.device_map
     if gguf:
         kwargs["gguf_file"] = gguf
-    quantizer = ctx.extras["stages"].get("quantizer")
-    if ctx.extras.get("unquantized"):
+    quantizer = ctx.run.stages.get("quantizer")
+    if ctx.run.unquantized:
         quantizer = None  # the baseline load of a quantize-on-load run: the unmodified base
-    if isinstance(quantizer, Quantizer) and quantizer.on_load:
+    on_load = isinstance(quantizer, Quantizer) and quantizer.on_load
+    ctx.device = load_device(recipe.model.device_map, quantize_on_load=on_load,
+                             cuda_available=torch.cuda.is_available())
+    if isinstance(quantizer, Quantizer) and on_load:
         kwargs.update(quantizer.load_kwargs(ctx))
     ctx.log(f"loading {path}{' (' + gguf + ')' if gguf else ''}")
     try:
@@ -262,12 +268,13 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     ctx.tokenizer = tokenizer
+    ctx.device = model_device(loaded)  # where the weights really landed, for every later stage
     ctx.arch = ModelArch.from_hf_config(loaded.config.to_dict(), name=path.name)
     if isinstance(quantizer, Quantizer) and quantizer.on_load:
         loaded = quantizer.prepare_loaded(loaded, ctx)  # before any forward (see Quantizer.prepare_loaded)
     loaded.eval()
     ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
-               dtype=str(loaded.dtype).replace("torch.", ""))
+               dtype=str(loaded.dtype).replace("torch.", ""), device=ctx.device)
     return loaded
 
 
@@ -289,12 +296,12 @@ def stage_train(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
 def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     from tunekit.run import evaluate
 
-    phase = ctx.extras.get("phase", "after")
+    phase = ctx.run.phase
     ev = ctx.recipe.eval
     if ev.perplexity:
         text = evaluate.eval_text(ev.data)
         ppl = evaluate.perplexity(model, ctx.tokenizer, text, seq_len=ev.seq_len, stride=ev.stride,
-                                  max_tokens=ev.max_tokens, progress=ctx.extras.get("progress"),
+                                  max_tokens=ev.max_tokens, progress=ctx.run.progress,
                                   label=f"perplexity ({phase})")
         ctx.record("evaluate", **{f"perplexity_{phase}": round(ppl.perplexity, 4),
                                   "eval_tokens": ppl.tokens, "eval_windows": ppl.windows})
@@ -303,7 +310,7 @@ def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         if not ev.references:
             raise UsageError("eval.tasks needs eval.references: a JSONL file with prompt and reference")
         scores = evaluate.reference_scores(model, ctx.tokenizer, Path(ev.references), ev.tasks,
-                                           progress=ctx.extras.get("progress"))
+                                           progress=ctx.run.progress)
         ctx.record("evaluate", **scores)
     return model
 
@@ -353,8 +360,8 @@ def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any,
     reporter.event("stage_start", stage=stage, method=getattr(plugin, "name", None))
     result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)
     elapsed = round(time.perf_counter() - start, 3)
-    label = stage if stage != "evaluate" else f"evaluate_{ctx.extras.get('phase', 'after')}"
-    if stage == "load" and ctx.extras.get("unquantized"):
+    label = stage if stage != "evaluate" else f"evaluate_{ctx.run.phase}"
+    if stage == "load" and ctx.run.unquantized:
         label = "load_baseline"
     ctx.metrics.setdefault("timings_s", {})[label] = elapsed
     reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=_peak_memory_mb())
@@ -383,8 +390,8 @@ def measure_baseline(registry: Registry, ctx: StageContext, reporter: Reporter) 
 
     import torch
 
-    ctx.extras["unquantized"] = True
-    ctx.extras["phase"] = "before"
+    ctx.run.unquantized = True
+    ctx.run.phase = "before"
     try:
         base = run_stage(registry, "load", None, None, ctx, reporter)
         run_stage(registry, "evaluate", None, base, ctx, reporter)
@@ -393,7 +400,7 @@ def measure_baseline(registry: Registry, ctx: StageContext, reporter: Reporter) 
         ctx.record("evaluate", baseline=f"not measured: the unquantized base does not fit ({exc})")
         ctx.log("no baseline perplexity: the unquantized base does not fit in memory; only 'after' is measured")
     finally:
-        ctx.extras["unquantized"] = False
+        ctx.run.unquantized = False
         base = None
         gc.collect()
         if torch.cuda.is_available():
@@ -427,12 +434,14 @@ def apply_recipe(
     force: bool = False,
     dry_run: bool = False,
     quiet: bool = False,
-    log_json: bool = False,
     resume: bool = False,
     registry: Registry | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
     """Run ``recipe`` (a file or a shipped name) and write the result to ``output`` atomically.
+
+    ``reporter`` says how the run talks (the CLI's carries ``--quiet`` / ``--log-json``); ``quiet=True`` is the
+    library shorthand for ``Reporter(quiet=True)``, so the choice is made in one place.
 
     Raises tunekit errors (``RecipeError``, ``OutputExistsError``, ...) before any weight loads when the
     recipe, the model path or the output cannot work; a failure later removes the temporary output and
@@ -442,8 +451,10 @@ def apply_recipe(
     from tunekit.core.registry import get_registry
     from tunekit.run import distributed
 
+    if reporter is not None and quiet:
+        raise TypeError("apply_recipe: pass quiet inside the reporter (Reporter(quiet=True)), not beside it")
     registry = registry or get_registry()
-    reporter = reporter or Reporter(quiet=quiet, log_json=log_json)
+    reporter = reporter or Reporter(quiet=quiet)
     resolved = load_recipe(recipe, overrides=list(overrides or []), registry=registry)
     from tunekit.core.formats import resolve_exporters
 
@@ -476,14 +487,12 @@ def apply_recipe(
     atomic.lock = info.is_main  # other ranks share the main rank's lock and write nothing beside the output
     _ensure_host(registry)
     started = time.perf_counter()
+    state = RunState(stages=resolved.stages, exporters=exporters, gguf_file=gguf_file,
+                     checkpoint_dir=atomic.checkpoint_dir, resume=resume,
+                     recipe_dict=distributed.record(info, resolved.to_dict()), plan=plan, reporter=reporter)
     ctx = StageContext(recipe=resolved.recipe, model_path=model_path, data_path=data_path,
-                       log=distributed.main_only_log(reporter.log))
-    ctx.extras.update({
-        "stages": resolved.stages, "gguf_file": gguf_file, "quiet": quiet, "resume": resume or None,
-        "checkpoint_dir": str(atomic.checkpoint_dir), "progress": reporter.progress, "exporters": exporters,
-        "recipe_dict": distributed.record(info, resolved.to_dict()), "plan": plan, "reporter": reporter,
-    })
-    with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
+                       log=distributed.main_only_log(reporter.log), run=state)
+    with atomic as tmp, _hf_progress_bars(state.shows_bars):
         ctx.output_dir = tmp
         for message in atomic.messages:
             ctx.log(message)
@@ -496,7 +505,7 @@ def apply_recipe(
         else:
             current = run_stage(registry, "load", None, None, ctx, reporter)
             if resolved.recipe.eval.perplexity and info.is_main:
-                ctx.extras["phase"] = "before"
+                ctx.run.phase = "before"
                 current = run_stage(registry, "evaluate", None, current, ctx, reporter)
         for stage in ("context", "prune", "quantize", "adapter"):
             plugin = resolved.stages.get(STAGE_SLOT[stage])
@@ -505,7 +514,7 @@ def apply_recipe(
         if resolved.recipe.train is not None:
             current = run_stage(registry, "train", resolved.stages.get("adapter"), current, ctx, reporter)
         if info.is_main and (resolved.recipe.eval.perplexity or resolved.recipe.eval.tasks):
-            ctx.extras["phase"] = "after"
+            ctx.run.phase = "after"
             current = run_stage(registry, "evaluate", None, current, ctx, reporter)
         sampler = resolved.stages.get("sampler")
         if sampler is not None:
