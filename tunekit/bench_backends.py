@@ -28,7 +28,11 @@ def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens:
         where, kwargs = path.parent, {"gguf_file": path.name}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-    model: Any = AutoModelForCausalLM.from_pretrained(where, dtype="auto", **kwargs)
+    from tunekit.saved_model import load_plugin_format
+
+    model: Any = None if kwargs else load_plugin_format(where)
+    if model is None:
+        model = AutoModelForCausalLM.from_pretrained(where, dtype="auto", **kwargs)
     model = model.to(device).eval()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -34,6 +34,12 @@ def is_output_folder(path: Path) -> bool:
 def _load_folder(folder: Path, dtype: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
+    from tunekit.saved_model import load_plugin_format
+
+    own_format = load_plugin_format(folder)
+    if own_format is not None:
+        return own_format
+
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         try:
             from peft import AutoPeftModelForCausalLM

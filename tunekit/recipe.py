@@ -263,6 +263,8 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
             f"an adapter cannot be trained on a '{quantizer.name}' base with this backend; "
             "use nf4 (QLoRA) or train first and quantize the merged model afterwards",
             source=source, key="adapter")
+    if isinstance(quantizer, Quantizer) and quantizer.output_formats is not None:
+        check_output_formats(recipe.output.formats, quantizer, source)
     if recipe.model.gguf_file and (quantizer is not None or "pruner" in stages):
         raise RecipeError("a GGUF model is already quantized: tunekit dequantizes it on load; "
                           "drop the quantizer/pruner or start from the HF weights",
@@ -271,6 +273,23 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
         raise RecipeError("a distributed strategy only applies to training (add a train section)",
                           source=source, key="distributed.strategy")
     check_distributed(resolved)
+
+
+def check_output_formats(formats: list[Any], quantizer: Any, source: str) -> None:
+    """Refuse an export format the quantizer's model cannot be written as (``Quantizer.output_formats``)."""
+    from tunekit.exporters import parse_format
+
+    allowed = quantizer.output_formats
+    for i, entry in enumerate(formats):
+        try:
+            name = parse_format(entry)[0]
+        except ValueError:
+            continue  # resolve_exporters reports a malformed entry with its own message
+        if name not in allowed:
+            raise RecipeError(
+                f"a '{quantizer.name}' model cannot be written as '{name}' (it writes its own format: "
+                f"{', '.join(sorted(allowed))}); drop '{name}' or pick another quantizer",
+                source=source, key=f"output.formats[{i}]")
 
 
 def load_recipe(
