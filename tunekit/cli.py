@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "tunekit.commands.launch_cmd",
     "tunekit.commands.bench_cmd",
     "tunekit.commands.sweep_cmd",
+    "tunekit.commands.report_cmd",
     "tunekit.commands.new_plugin_cmd",
     "tunekit.commands.apply_cmd",
 )

@@ -306,6 +306,10 @@ HOST_NAME = "tunekit-host-stages"
 def _ensure_host(registry: Registry) -> None:
     if registry.pm.get_plugin(HOST_NAME) is None:
         registry.pm.register(HostStages(), name=HOST_NAME)
+    from tunekit.tracking import TRACKER_NAME, RunTracker
+
+    if registry.pm.get_plugin(TRACKER_NAME) is None:
+        registry.pm.register(RunTracker(), name=TRACKER_NAME)
 
 
 def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any, ctx: StageContext,
@@ -398,6 +402,7 @@ def apply_recipe(
         "stages": resolved.stages, "gguf_file": gguf_file, "quiet": quiet, "resume": resume or None,
         "checkpoint_dir": str(atomic.checkpoint_dir), "progress": reporter.progress, "exporters": exporters,
         "recipe_dict": distributed.record(info, resolved.to_dict()), "plan": plan, "reporter": reporter,
+        "is_main": info.is_main,
     })
     with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
         ctx.output_dir = tmp

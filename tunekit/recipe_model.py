@@ -49,6 +49,9 @@ class TrainSection(Section):
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (for --resume)")
     seed: int = Field(42, ge=0, description="Random seed")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many examples")
+    report_to: list[Literal["mlflow", "tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Run trackers the Trainer logs to; with mlflow, tunekit's own numbers "
+                                          "(perplexity before/after, peak memory, the recipe) join the same run")
 
 
 class EvalSection(Section):
