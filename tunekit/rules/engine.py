@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tunekit.errors import RecipeError
-from tunekit.estimate import Setup, estimate, max_seq_len
+from tunekit.estimate import GB, QUANTS, Setup, estimate, max_seq_len, weight_bytes
 from tunekit.hardware import Hardware, smallest_gpu_fitting
 from tunekit.model_facts import model_facts
 from tunekit.rules import candidates as gen
@@ -73,6 +73,8 @@ class Facts:
                 "lora_bf16_gb": round(estimate(arch, method="lora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "qlora_4bit_gb": round(estimate(arch, method="qlora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
+                "ternary_weights_gb": round(weight_bytes(arch, QUANTS["ternary"]) / GB, 2),
+                "bf16_weights_gb": round(weight_bytes(arch, QUANTS["bf16"]) / GB, 2),
             },
         }
 
