@@ -84,8 +84,15 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         folder_or_none, gguf = choose_model(resolved, model)
         folder = folder_or_none or default_model_path()
         kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-        lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+        if resolved.recipe.model.offload is not None:
+            import tempfile
+
+            from tunekit.offload import recipe_load_kwargs
+
+            scratch = Path(tempfile.mkdtemp(prefix="tunekit-offload-"))
+            kwargs.update(recipe_load_kwargs(resolved.recipe.model.offload, folder, scratch))
+        lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         sampler = resolved.stages.get("sampler")
         generation = GenerationConfig(**sampler.generation_config()) if sampler else lm.generation_config  # type: ignore[attr-defined]
         assistant_path = getattr(getattr(sampler, "params", None), "assistant_model", None)

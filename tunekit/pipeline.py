@@ -213,6 +213,11 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         kwargs["dtype"] = "auto"
     if recipe.model.device_map:
         kwargs["device_map"] = recipe.model.device_map
+    if recipe.model.offload is not None:
+        from tunekit.offload import recipe_load_kwargs
+
+        scratch = Path(ctx.extras.get("checkpoint_dir") or ctx.output_dir or ".")
+        kwargs.update(recipe_load_kwargs(recipe.model.offload, Path(path), scratch))
     if gguf:
         kwargs["gguf_file"] = gguf
     quantizer = ctx.extras["stages"].get("quantizer")
@@ -231,6 +236,10 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     loaded.eval()
     ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
                dtype=str(loaded.dtype).replace("torch.", ""))
+    if recipe.model.offload is not None:
+        from tunekit.offload import placement
+
+        ctx.record("load", offload=placement(loaded))
     return loaded
 
 

@@ -269,6 +269,11 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
         raise RecipeError("a GGUF model is already quantized: tunekit dequantizes it on load; "
                           "drop the quantizer/pruner or start from the HF weights",
                           source=source, key="model.gguf_file")
+    if recipe.model.offload is not None and (recipe.train is not None or stages.keys() - {"sampler"}):
+        which = "train" if recipe.train is not None else sorted(stages.keys() - {"sampler"})[0]
+        raise RecipeError(f"model.offload is for inference: offloaded layers live on disk/CPU hooks and the "
+                          f"'{which}' stage would rewrite them; run the stages without offload, then "
+                          "generate/evaluate the output with offload", source=source, key="model.offload")
     if recipe.distributed.strategy != "none" and recipe.train is None:
         raise RecipeError("a distributed strategy only applies to training (add a train section)",
                           source=source, key="distributed.strategy")

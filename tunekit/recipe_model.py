@@ -18,12 +18,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class OffloadSection(Section):
+    """Where the layers go when the model does not fit the GPU (accelerate's big-model inference)."""
+
+    gpu_gb: float | None = Field(None, gt=0, description="GPU memory per GPU for weights, GB (default: none used)")
+    cpu_gb: float | None = Field(None, gt=0, description="CPU RAM for weights, GB (layers beyond go to disk)")
+    disk: str | None = Field(None, description="Folder for layers that fit neither (default: in the run's scratch)")
+
+
 class ModelSection(Section):
     id: str | None = Field(None, description="Catalog id or alias (e.g. llama-3.1-8b), for estimates")
     path: str | None = Field(None, description="Local Hugging Face model folder (or a .gguf file)")
     gguf_file: str | None = Field(None, description="GGUF file name inside `path`, loaded through transformers")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Load dtype")
     device_map: str | None = Field(None, description="transformers device_map, e.g. auto")
+    offload: OffloadSection | Literal["auto"] | None = Field(
+        None, description="Layer offload for inference: {gpu_gb, cpu_gb, disk} or auto (sized from the estimate)")
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> ModelSection:
+        if self.offload is not None and self.device_map is not None:
+            raise ValueError("offload sets the device_map itself: drop device_map")
+        return self
 
 
 class TrainSection(Section):
