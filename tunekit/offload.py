@@ -33,7 +33,7 @@ def auto_section(model_path: Path, *, vram_gb: float, ram_gb: float, seq_len: in
     others = sum(v for k, v in result.breakdown.items() if k != "weights") / est.GB
     gpu = vram_gb * (1 - MARGIN) - others
     return OffloadSection(gpu_gb=round(gpu, 2) if vram_gb and gpu > 0 else None,
-                          cpu_gb=round(ram_gb * (1 - 2 * MARGIN), 2) if ram_gb else None)
+                          cpu_gb=round(ram_gb * (1 - 2 * MARGIN), 2) if ram_gb else None, disk=None)
 
 
 def load_kwargs(offload: OffloadSection | str, *, model_path: Path, scratch: Path,
