@@ -67,7 +67,9 @@ def markdown(summary: dict[str, Any], options: dict[str, Any]) -> str:
     base = summary["fp32"]
     lines = [
         "# dynamic-int8 vs fp32 (SmolLM2-135M-Instruct, CPU)", "",
-        f"`python bench/dynamic_int8.py`; {options['threads']} threads, {options['prompt_tokens']} prompt tokens, "
+        f"`python bench/dynamic_int8.py --repeats {options['repeats']} --eval-tokens {options['eval_tokens']} "
+        f"--prompt-tokens {options['prompt_tokens']} --new-tokens {options['new_tokens']} "
+        f"--threads {options['threads']}`; {options['threads']} threads, {options['prompt_tokens']} prompt tokens, "
         f"{options['new_tokens']} greedy new tokens, median of {options['repeats']} interleaved runs; perplexity "
         f"on the first {options['eval_tokens']} tokens of Persuasion (256-token windows). "
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end "

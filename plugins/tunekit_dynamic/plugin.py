@@ -43,9 +43,12 @@ class DynamicInt8Quantizer(Quantizer):
     summary = "PyTorch dynamic int8 quantization of the linear layers (CPU inference, no calibration)"
     Params = DynamicInt8Params
     requires = Requirements(packages=("torch",), extra="torch", cuda=False, calibration=False)
-    # Measured on SmolLM2-135M (bench/results/dynamic_int8.md): perplexity and CPU decode vs fp32.
-    effects = Effects(quality_cost=0.01, speedup=1.0, notes=(
+    # Measured on SmolLM2-135M (bench/results/dynamic-int8-cpu.md, 2 shared cores): Persuasion perplexity
+    # 45.2 -> 109.2 (+142%: activations are quantized per tensor, and a small LLM's outlier features lose
+    # most of their grid), greedy decode 0.4 -> 1.2 tok/s (x3.1, noisy on a loaded machine).
+    effects = Effects(quality_cost=1.42, speedup=3.0, notes=(
         "CPU only: int8 matmuls through fbgemm/x86 kernels; the model runs in fp32 around them",
+        "per-tensor int8 activations cost quality on LLMs: SmolLM2-135M perplexity +142% (bench/results)",
         "output is the int8 state dict + recipe (tunekit generate/bench reload it), not a from_pretrained folder",
     ))
     output_formats: ClassVar[frozenset[str] | None] = frozenset({"hf"})
