@@ -64,6 +64,8 @@ QUANTS: dict[str, QuantSpec] = {
     "int4": QuantSpec("int4", 4.0 + 20 / 128),  # GPTQ/AWQ g128: fp16 scale + 4-bit zero per group
     "int3": QuantSpec("int3", 3.0 + 20 / 128),
     "int2": QuantSpec("int2", 2.0 + 20 / 64, trainable=True),  # 2-bit (HQQ/AQLM-style) g64, as LLaMA-Factory lists
+    # BitNet b1.58: ternary {-1, 0, 1} weights, log2(3) bits (bitnet.cpp's I2_S packs 2); trained so, not rounded
+    "ternary": QuantSpec("ternary", 1.58),
     **{f"gguf-{k.lower()}": QuantSpec(f"gguf-{k.lower()}", v, ()) for k, v in _GGUF.items()},
 }
 
@@ -74,9 +76,9 @@ def quant_spec(name_or_bits: str | float | None) -> QuantSpec:
         return QUANTS["bf16"]
     if isinstance(name_or_bits, (int, float)) or str(name_or_bits).replace(".", "", 1).isdigit():
         bits = float(name_or_bits)
-        by_bits = {32.0: "fp32", 16.0: "bf16", 8.0: "int8", 4.0: "nf4", 3.0: "int3", 2.0: "int2"}
+        by_bits = {32.0: "fp32", 16.0: "bf16", 8.0: "int8", 4.0: "nf4", 3.0: "int3", 2.0: "int2", 1.58: "ternary"}
         if bits not in by_bits:
-            raise UsageError(f"--bits must be one of 32, 16, 8, 4, 3, 2 (got {name_or_bits})")
+            raise UsageError(f"--bits must be one of 32, 16, 8, 4, 3, 2, 1.58 (got {name_or_bits})")
         return QUANTS[by_bits[bits]]
     key = str(name_or_bits).strip().lower()
     for candidate in (key, f"gguf-{key}"):

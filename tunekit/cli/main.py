@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "tunekit.cli.commands.launch_cmd",
     "tunekit.cli.commands.bench_cmd",
     "tunekit.cli.commands.sweep_cmd",
+    "tunekit.cli.commands.report_cmd",
     "tunekit.cli.commands.new_plugin_cmd",
     "tunekit.cli.commands.apply_cmd",
     "tunekit.cli.commands.generate_cmd",

@@ -164,6 +164,16 @@ class Quantizer(Plugin[P]):
         """Extra ``from_pretrained`` kwargs for quantize-on-load methods."""
         return {}
 
+    output_formats: ClassVar[frozenset[str] | None] = None
+    """The ``output.formats`` this quantizer's model can be written as; None: any. A plugin whose model
+    ``save_pretrained`` cannot write (dynamic int8) names only the format its own ``save`` writes."""
+
+    @classmethod
+    def load_saved(cls, folder: Path, params: PluginParams) -> Any:
+        """Reload a model this plugin's ``save`` wrote in its own (non-``from_pretrained``) format;
+        ``tunekit generate``/``bench`` call it for a folder without weight files the transformers way."""
+        raise NotImplementedError(f"quantizer '{cls.name}' writes folders that from_pretrained loads")
+
     def prepare_loaded(self, model: Any, ctx: StageContext) -> Any:
         """Fix up a model ``from_pretrained(**load_kwargs)`` returned, before its first forward.
 

@@ -372,14 +372,38 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
             f"an adapter cannot be trained on a '{quantizer.name}' base with this backend; "
             "use nf4 (QLoRA) or train first and quantize the merged model afterwards",
             source=source, key="adapter")
+    if isinstance(quantizer, Quantizer) and quantizer.output_formats is not None:
+        check_output_formats(recipe.output.formats, quantizer, source)
     if recipe.model.gguf_file and (quantizer is not None or "pruner" in stages):
         raise RecipeError("a GGUF model is already quantized: tunekit dequantizes it on load; "
                           "drop the quantizer/pruner or start from the HF weights",
                           source=source, key="model.gguf_file")
+    if recipe.model.offload is not None and (recipe.train is not None or stages.keys() - {"sampler"}):
+        which = "train" if recipe.train is not None else sorted(stages.keys() - {"sampler"})[0]
+        raise RecipeError(f"model.offload is for inference: offloaded layers live on disk/CPU hooks and the "
+                          f"'{which}' stage would rewrite them; run the stages without offload, then "
+                          "generate/evaluate the output with offload", source=source, key="model.offload")
     if recipe.distributed.strategy != "none" and recipe.train is None:
         raise RecipeError("a distributed strategy only applies to training (add a train section)",
                           source=source, key="distributed.strategy")
     check_distributed(resolved)
+
+
+def check_output_formats(formats: list[Any], quantizer: Any, source: str) -> None:
+    """Refuse an export format the quantizer's model cannot be written as (``Quantizer.output_formats``)."""
+    from tunekit.core.formats import parse_format
+
+    allowed = quantizer.output_formats
+    for i, entry in enumerate(formats):
+        try:
+            name = parse_format(entry)[0]
+        except ValueError:
+            continue  # resolve_exporters reports a malformed entry with its own message
+        if name not in allowed:
+            raise RecipeError(
+                f"a '{quantizer.name}' model cannot be written as '{name}' (it writes its own format: "
+                f"{', '.join(sorted(allowed))}); drop '{name}' or pick another quantizer",
+                source=source, key=f"output.formats[{i}]")
 
 
 def load_recipe(

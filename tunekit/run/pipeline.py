@@ -247,6 +247,11 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         kwargs["dtype"] = "auto"
     if recipe.model.device_map:
         kwargs["device_map"] = recipe.model.device_map
+    if recipe.model.offload is not None:
+        from tunekit.run.offload import recipe_load_kwargs
+
+        scratch = Path(ctx.extras.get("checkpoint_dir") or ctx.output_dir or ".")
+        kwargs.update(recipe_load_kwargs(recipe.model.offload, Path(path), scratch))
     if gguf:
         kwargs["gguf_file"] = gguf
     quantizer = ctx.run.stages.get("quantizer")
@@ -275,6 +280,10 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     loaded.eval()
     ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
                dtype=str(loaded.dtype).replace("torch.", ""), device=ctx.device)
+    if recipe.model.offload is not None:
+        from tunekit.run.offload import placement
+
+        ctx.record("load", offload=placement(loaded))
     return loaded
 
 
@@ -350,6 +359,10 @@ HOST_NAME = "tunekit-host-stages"
 def _ensure_host(registry: Registry) -> None:
     if registry.pm.get_plugin(HOST_NAME) is None:
         registry.pm.register(HostStages(), name=HOST_NAME)
+    from tunekit.run.tracking import TRACKER_NAME, RunTracker
+
+    if registry.pm.get_plugin(TRACKER_NAME) is None:
+        registry.pm.register(RunTracker(), name=TRACKER_NAME)
 
 
 def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any, ctx: StageContext,
@@ -489,7 +502,8 @@ def apply_recipe(
     started = time.perf_counter()
     state = RunState(stages=resolved.stages, exporters=exporters, gguf_file=gguf_file,
                      checkpoint_dir=atomic.checkpoint_dir, resume=resume,
-                     recipe_dict=distributed.record(info, resolved.to_dict()), plan=plan, reporter=reporter)
+                     recipe_dict=distributed.record(info, resolved.to_dict()), plan=plan, reporter=reporter,
+                     is_main=info.is_main)
     ctx = StageContext(recipe=resolved.recipe, model_path=model_path, data_path=data_path,
                        log=distributed.main_only_log(reporter.log), run=state)
     with atomic as tmp, _hf_progress_bars(state.shows_bars):

@@ -110,7 +110,7 @@ def training_arguments(
         seed=section.seed,
         data_seed=section.seed,
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=list(section.report_to) or "none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,

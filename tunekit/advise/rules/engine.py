@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, fits_bytes
+from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines, fitting
@@ -95,6 +95,8 @@ class Facts:
                 "lora_bf16_gb": round(estimate(arch, method="lora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "qlora_4bit_gb": round(estimate(arch, method="qlora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
+                "ternary_weights_gb": round(weight_bytes(arch, QUANTS["ternary"]) / GB, 2),
+                "bf16_weights_gb": round(weight_bytes(arch, QUANTS["bf16"]) / GB, 2),
             },
         }
 

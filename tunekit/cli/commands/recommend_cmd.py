@@ -58,11 +58,13 @@ def hardware_options(func: Any) -> Any:
 @click.option("--write", "write_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each recommended recipe as YAML into this directory.")
 @click.option("--list-symptoms", is_flag=True, help="Explain each symptom and exit.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the ranked candidates with their memory bars as one HTML page.")
 def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: float | None, cpu_only: bool,
             model_name: str | None, params: str | None, goal: str, symptoms: tuple[str, ...], seq_len: int | None,
             batch: int, context_target: int | None, task: str, latency_ms: float | None, method: str | None,
             engine: str | None, data: str | None, top: int, margin: float, as_json: bool, explain: bool,
-            write_dir: Path | None, list_symptoms: bool) -> None:
+            write_dir: Path | None, list_symptoms: bool, html_file: Path | None) -> None:
     """Recommend recipes for your hardware, model and goal (or symptoms), ranked, with reasons.
 
     With no --model (and no --params), rank the catalog's models that fit, each with its best recipe."""
@@ -95,6 +97,10 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     written = write_recipes(result, write_dir) if write_dir else []
     if written and result.no_fit:
         name_written(result.no_fit, result.recommendations, written)
+    if html_file is not None:
+        from tunekit.cli.main.html_report import recommend_report
+
+        html_file.write_text(recommend_report(result.to_dict()), encoding="utf-8")
     if as_json:
         from tunekit.core.render import echo_json
 
