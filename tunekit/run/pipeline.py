@@ -250,7 +250,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if recipe.model.offload is not None:
         from tunekit.run.offload import recipe_load_kwargs
 
-        scratch = Path(ctx.extras.get("checkpoint_dir") or ctx.output_dir or ".")
+        scratch = Path(ctx.run.checkpoint_dir or ctx.output_dir or ".")
         kwargs.update(recipe_load_kwargs(recipe.model.offload, Path(path), scratch))
     if gguf:
         kwargs["gguf_file"] = gguf
