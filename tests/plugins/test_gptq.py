@@ -147,9 +147,10 @@ def test_shipped_recipes_validate(method: str) -> None:
 def test_calibration_windows_from_file_data_or_shipped_text(tmp_path: Path) -> None:
     from train_helpers import tokenizer
 
-    from tunekit.core.quantization import CalibrationParams, calibration_windows, shipped_calibration_text
+    from tunekit.core.quantization import CalibrationParams
+    from tunekit.core.texts import calibration_path, calibration_windows
 
-    assert "persuasion" not in shipped_calibration_text().name  # evaluation text never calibrates
+    assert "persuasion" not in calibration_path(CalibrationParams(), None).name  # evaluation text never calibrates
     windows = calibration_windows(tokenizer(), CalibrationParams(n_samples=5, seq_len=32))
     assert len(windows) == 5 and all(len(w) == 32 for w in windows)
     text = tmp_path / "calib.jsonl"

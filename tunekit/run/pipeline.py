@@ -15,7 +15,7 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 3. **prune**    ``model = pruner.apply(model, ctx)``
 4. **quantize** ``model = quantizer.apply(model, ctx)`` — for post-training quantizers *and* on-load ones
    (their ``apply`` may fix up the loaded model or return it unchanged). Calibration text:
-   :func:`tunekit.data.calibration_texts` (``--data`` > shipped Emma excerpt; never the eval text).
+   :func:`tunekit.core.texts.calibration_windows` (``--data`` > shipped Emma excerpt; never the eval text).
 5. **adapter**  ``model = adapter.apply(model, ctx)``
 6. **train**    when ``recipe.train`` is set: ``from tunekit.run.training import train; model = train(model, ctx,
    adapter)``. ``ctx.extras``: ``checkpoint_dir`` (beside the output, survives a failed run), ``resume``
