@@ -341,14 +341,14 @@ def test_estimate_quant_and_recommend_agree_on_every_quantizer() -> None:
 
     registry = load_registry()
     arch = resolve_model("llama-3.1-8b")
-    names = sorted(registry.classes.get("quantizer", {}))
+    names = sorted(registry.of("quantizer"))
     assert "rtn" in names
     for name in names:
         out = CliRunner().invoke(cli, ["estimate", "--model", "llama-3.1-8b", "--method", "infer", "--quant", name,
                                        "--json"])
         assert out.exit_code == 0, out.output
         cli_weights = json.loads(out.output)["breakdown"]["weights"]
-        rec_weights = weight_bytes(arch, quant_spec_of(registry.classes["quantizer"][name]())) / GB
+        rec_weights = weight_bytes(arch, quant_spec_of(registry.of("quantizer")[name]())) / GB
         assert cli_weights == pytest.approx(rec_weights, abs=0.001), name
 
 

@@ -67,7 +67,7 @@ def test_declared_count_equals_peft(family: str, cls: type[PeftAdapter], params:
 
 
 def test_plugins_register_and_stay_torch_free() -> None:
-    assert {"lora", "dora", "lora-plus", "lora-fa", "vera"} <= set(get_registry().classes["adapter"])
+    assert {"lora", "dora", "lora-plus", "lora-fa", "vera"} <= set(get_registry().of("adapter"))
     code = "import sys, tunekit_peft; assert not {'torch', 'peft'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 

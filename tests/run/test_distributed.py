@@ -178,7 +178,7 @@ def test_workable_combinations_pass(tmp_path: Path, text: str) -> None:
 def test_real_bnb_plugins_are_recognised_when_installed(tmp_path: Path) -> None:
     """The built-in nf4/int8 plugins (tunekit_bnb) are refused/accepted by the same rules."""
     registry = load_registry()
-    names = registry.classes.get("quantizer", {})
+    names = registry.of("quantizer")
     if "int8" not in names or "nf4" not in names:
         pytest.skip("tunekit_bnb's nf4/int8 are not registered in this checkout yet")
     path = tmp_path / "r.yaml"

@@ -140,7 +140,8 @@ def recipe_dirs(registry: Registry | None = None) -> list[Path]:
             items = returned if isinstance(returned, (list, tuple)) else [returned]
             bad = [p for p in items if not isinstance(p, (str, Path))]
             if bad:
-                registry._fail(plugin, f"tunekit_recipe_dirs() must return paths, got {excerpt(bad[0])}; skipped")
+                registry.record_failure(
+                    plugin, f"tunekit_recipe_dirs() must return paths, got {excerpt(bad[0])}; skipped")
                 continue
             dirs.extend(Path(p) for p in items)
     return dirs

@@ -241,7 +241,7 @@ def _notes(run: _Run, registry: Registry) -> list[str]:
     notes = [f"[{r.id}] {fill(r.note, run.fdict)}" for r in run.fired if r.note]
     for lever in run.levers:
         kind = LEVER_KINDS.get(lever)
-        if kind and not registry.classes.get(kind):
+        if kind and not registry.of(kind):
             notes.append(f"lever '{lever}' has no installed {kind} plugin (see `tunekit plugins`)")
     return notes
 

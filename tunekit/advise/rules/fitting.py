@@ -57,7 +57,7 @@ def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     stages = dict(cand.stages)
     quant = stages.get("quantizer")
     if quant is not None:
-        cls = registry.classes["quantizer"].get(quant["method"])
+        cls = registry.of("quantizer").get(quant["method"])
         extra = gen.plugin_params(cls, {"quant_storage": "bfloat16"}) if cls is not None else None
         stages["quantizer"] = {**quant, **(extra or {})}
     sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,

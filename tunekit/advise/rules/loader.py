@@ -127,7 +127,7 @@ def load_rules(registry: Registry | None = None, *, directory: Path | None = Non
                     found = read_rule_file(Path(item)) if isinstance(item, (str, Path)) else [
                         parse_rule(item, f"plugin {plugin}")]
                 except UsageError as exc:
-                    registry._fail(plugin, f"tunekit_rules(): {exc}")
+                    registry.record_failure(plugin, f"tunekit_rules(): {exc}")
                     continue
                 for rule in found:
                     rules[rule.id] = rule

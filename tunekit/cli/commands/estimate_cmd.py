@@ -132,8 +132,8 @@ def _quant(value: str | float | None, registry: Any) -> Any:
     """An installed quantizer plugin's declaration (what ``recommend`` uses too), else a known format or bits."""
     from tunekit.advise import estimate as est
 
-    if isinstance(value, str) and value in registry.classes.get("quantizer", {}):
-        return est.quant_spec_of(registry.classes["quantizer"][value]())
+    if isinstance(value, str) and value in registry.of("quantizer"):
+        return est.quant_spec_of(registry.of("quantizer")[value]())
     return est.quant_spec(value)
 
 
