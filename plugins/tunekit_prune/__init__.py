@@ -3,7 +3,7 @@
 Through ``torch.nn.utils.prune`` (L1 magnitude), made permanent with ``prune.remove`` before the model
 leaves the stage: a saved pruning parametrization (``weight_orig`` + ``weight_mask``) loads back into a
 plain model as missing/unexpected keys and silently loses the weights. Magnitude pruning costs quality
-that only a healing fine-tune recovers (REFERENCE.md: Llama-2-7B wikitext perplexity 5.12 dense ->
+that only a healing fine-tune recovers (docs/reference.md: Llama-2-7B wikitext perplexity 5.12 dense ->
 14.89 at 50% unstructured, 54.59 at 2:4); the stage records a warning in the model card saying so.
 Declarations are torch-free; the work is in :mod:`tunekit_prune.magnitude`.
 """

@@ -3,7 +3,7 @@
 Each plugin writes transformers 5's ``config.rope_parameters`` (``rope_theta`` kept inside it: the
 legacy ``rope_scaling`` path leaves it None and breaks the model) and rebuilds the loaded model's
 rotary embeddings from it, so the change is live for evaluation and saved with the config. The
-inverse-frequency formulas are transformers' (``modeling_rope_utils``), cited in REFERENCE.md.
+inverse-frequency formulas are transformers' (``modeling_rope_utils``), cited in docs/reference.md.
 Declarations here are torch-free; the work is in :mod:`tunekit_rope.rope`.
 """
 

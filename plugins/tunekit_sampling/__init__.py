@@ -1,6 +1,6 @@
 """The ``sampling`` sampler: decoding controls written as the output's ``generation_config.json``.
 
-Presets come from REFERENCE.md ("Decoding"): deterministic (greedy; Q&A, code), chat (T 0.7, top-p
+Presets come from docs/reference.md ("Decoding"): deterministic (greedy; Q&A, code), chat (T 0.7, top-p
 0.9), creative (1.0 / 0.95), brainstorm (1.2 / 0.98), code (T 0.2, top-p 0.95: near-deterministic with
 a little variety). Explicit fields override the preset. ``assistant_model`` names a smaller model
 folder for speculative (assisted) decoding — outputs stay those of the main model, 2-3x faster where
@@ -23,12 +23,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "brainstorm": {"do_sample": True, "temperature": 1.2, "top_p": 0.98, "repetition_penalty": 1.1},
     "code": {"do_sample": True, "temperature": 0.2, "top_p": 0.95},
 }
-"""Preset -> GenerationConfig values (REFERENCE.md "Decoding"; repetition penalty 1.05-1.15)."""
+"""Preset -> GenerationConfig values (docs/reference.md "Decoding"; repetition penalty 1.05-1.15)."""
 
 
 class SamplingParams(PluginParams):
     preset: Literal["deterministic", "chat", "creative", "brainstorm", "code"] | None = Field(
-        "chat", description="Starting values from REFERENCE.md; explicit fields override them")
+        "chat", description="Starting values from docs/reference.md; explicit fields override them")
     temperature: float | None = Field(None, ge=0.0, le=5.0, description="Softmax temperature; 0 means greedy")
     top_k: int | None = Field(None, ge=0, le=100_000, description="Sample among the k most likely tokens (0: off)")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus: smallest set with this probability")

@@ -1,4 +1,4 @@
-"""The estimator's formulas against hand-computed values (REFERENCE.md) and its inverse questions."""
+"""The estimator's formulas against hand-computed values (docs/reference.md) and its inverse questions."""
 
 from __future__ import annotations
 

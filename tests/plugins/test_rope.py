@@ -1,5 +1,5 @@
 """RoPE context extenders: rope_parameters written the transformers-5 way, inverse frequencies equal to the
-published formulas (REFERENCE.md "Context extension"), and forwards at 2-4x the original context run."""
+published formulas (docs/reference.md "Context extension"), and forwards at 2-4x the original context run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sampling sampler: presets from REFERENCE.md, overrides, a valid GenerationConfig, speculative decoding."""
+"""The sampling sampler: presets from docs/reference.md, overrides, a valid GenerationConfig, speculative decoding."""
 
 from __future__ import annotations
 

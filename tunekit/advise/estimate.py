@@ -208,7 +208,7 @@ def fits(est: Estimate, budget_gb: float) -> bool:
 
 
 def default_lora_params(arch: ModelArch, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR) -> int:
-    """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (REFERENCE, Adapters)."""
+    """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (docs/reference.md, Adapters)."""
     shapes = arch.linear_shapes()
     per_layer = sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
     return per_layer * arch.layers
@@ -220,7 +220,7 @@ def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
 
 
 def weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
-    """Params x bytes/param; quantized linears at the format's bits, kept modules at 16 bits (REFERENCE, Memory)."""
+    """Params x bytes/param; quantized linears at the format's bits, kept ones at 16 (docs/reference.md, Memory)."""
     total = arch.param_count()
     if quant.whole_file:
         return total * quant.bits / 8
@@ -319,7 +319,7 @@ def training_activation_bytes(arch: ModelArch, s: Setup) -> float:
 
 
 def kv_cache_bytes(arch: ModelArch, seq_len: int, batch: int, kv_bits: float = 16.0) -> float:
-    """2 x layers x kv_heads x head_dim x seq x batch x bytes/elem (REFERENCE, KV cache)."""
+    """2 x layers x kv_heads x head_dim x seq x batch x bytes/elem (docs/reference.md, KV cache)."""
     return 2 * arch.layers * arch.kv_heads * arch.head_dim * seq_len * batch * kv_bits / 8
 
 
@@ -381,7 +381,7 @@ def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Est
     cpu = gathered = 0.0
     if s.method != "infer":
         # the same table the launch config uses (tunekit.core.sharding.SHARDED): ZeRO-2 splits gradients and
-        # optimizer state, ZeRO-3/FSDP full_shard also the weights (REFERENCE: "divide ... by the number of GPUs")
+        # optimizer state, ZeRO-3/FSDP full_shard also the weights (docs/reference.md, Memory: ZeRO divides by N)
         sharded = s.sharded if s.sharded is not None else SHARDED[s.strategy]
         div = s.divisor or n
         full_weights = weights

@@ -49,7 +49,7 @@ def validate_group_size(value: int) -> int:
 
 
 def group_overhead_bits(bits: int, group_size: int, *, scale_bits: int = 16, zero: bool = True) -> float:
-    """Bits per weight spent on one scale (and one packed zero) per group (REFERENCE.md: ~16/g + 4/g).
+    """Bits per weight spent on one scale (and one packed zero) per group (docs/reference.md: ~16/g + 4/g).
 
     ``group_size == -1`` means one group per output row: the overhead depends on the layer's input
     width and is below 0.05 bit for widths >= 576, so it is declared as 0.

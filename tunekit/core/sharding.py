@@ -33,7 +33,7 @@ SHARDED: dict[str, frozenset[str]] = {
     "zero3": _ALL,  # ZeRO stage 3: + the weights themselves
     "fsdp": _ALL,  # FSDP full_shard = ZeRO-3; see FSDP_SHARDED for the other modes
 }
-"""Training states each strategy splits across processes (REFERENCE.md: ZeRO-1/2/3 divide by N)."""
+"""Training states each strategy splits across processes (docs/reference.md: ZeRO-1/2/3 divide by N)."""
 
 FSDP_SHARDED: dict[str, frozenset[str]] = {
     "full_shard": _ALL,

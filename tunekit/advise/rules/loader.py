@@ -4,7 +4,7 @@ A rule file holds ``rules: [...]`` (or a bare list). Each rule::
 
     id: symptom-doesnt-fit            # unique; a later rule with the same id replaces the earlier one
     description: ...                  # shown by --explain and --list-symptoms
-    source: REFERENCE.md, diagnosis   # where the advice comes from
+    source: docs/reference.md, diagnosis   # where the advice comes from
     when: {symptom: doesnt-fit}       # condition over facts (see tunekit.advise.rules.conditions)
     priority: 50                      # higher: its levers come first and its `set` wins
     levers: [quantize, prune]         # families: as-is, adapter, savings, full, quantize, prune, context, sampler, none
