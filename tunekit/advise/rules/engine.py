@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, estimate, fits_bytes
+from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import fitting
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from tunekit.core.registry import Registry
 
 
-GOALS = ("finetune", "serve", "long-context", "compress")
-DEFAULT_LEVERS = {"finetune": ("adapter",), "serve": ("as-is", "quantize"), "long-context": ("context",),
-                  "compress": ("quantize", "prune")}
 
 
 @dataclass(frozen=True)
