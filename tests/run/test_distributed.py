@@ -335,12 +335,12 @@ def tunekit_run_stage(stage, plugin, model, ctx):
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from train_helpers import tiny_model, tokenizer, write_text_jsonl
+    from train_helpers import write_text_jsonl
+
+    from tunekit.testing import save_tiny_model
 
     root = tmp_path_factory.mktemp("multi")
-    model_dir = root / "model"
-    tiny_model("llama").save_pretrained(model_dir)
-    tokenizer().save_pretrained(model_dir)
+    model_dir = save_tiny_model(root / "model")
     recipe = root / "recipe.yaml"
     recipe.write_text(MULTI_RECIPE)
     return {"root": root, "model": model_dir, "data": write_text_jsonl(root / "train.jsonl", n=40), "recipe": recipe}

@@ -96,12 +96,13 @@ def test_bench_opens_an_adapter_output_as_base_plus_adapter(tmp_path: Path) -> N
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tunekit.core.fixtures import tiny_llama
     from tunekit.run.pipeline import apply_recipe
     from tunekit.serve.bench_backends import transformers_perplexity
+    from tunekit.testing import build_tokenizer, save_tiny_model
 
     base_dir = tmp_path / "base"
-    _, tokenizer = tiny_llama(max_positions=128, save_to=base_dir)
+    save_tiny_model(base_dir, max_position_embeddings=128)
+    tokenizer = build_tokenizer()
     recipe = tmp_path / "lora.yaml"
     recipe.write_text(yaml.safe_dump({
         "adapter": {"method": "lora", "r": 4},
