@@ -13,7 +13,7 @@ from tunekit.core.arch import ALL_LINEAR, ATTENTION_MODULES, MLP_MODULES
 
 if TYPE_CHECKING:
     from tunekit import StageContext
-    from tunekit_prune import MagnitudePruner
+    from tunekit_prune.plugin import MagnitudePruner
 
 HEALING_WARNING = ("magnitude pruning removed {pct:.0f}% of the targeted weights{nm}: quality drops until a "
                    "healing fine-tune (e.g. LoRA on this model) recovers it{extra}")
