@@ -11,7 +11,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 from train_helpers import INSTRUCT, write_text_jsonl
-from tunekit_peft.adapters import Dora, Lora, LoraFA, LoraPlus, PeftAdapter, Vera
+from tunekit_peft import Dora, Lora, LoraFA, LoraPlus, PeftAdapter, Vera
 
 from tunekit.core.arch import ModelArch
 from tunekit.core.context import StageContext

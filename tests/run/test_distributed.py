@@ -297,7 +297,7 @@ import os
 from pathlib import Path
 
 from tunekit import hookimpl
-from tunekit_peft.adapters import Lora
+from tunekit_peft import Lora
 
 
 class BoomLora(Lora):

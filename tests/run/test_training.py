@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 from train_helpers import INSTRUCT, write_text_jsonl
-from tunekit_peft.adapters import Lora
+from tunekit_peft import Lora
 
 from tunekit.core.context import StageContext
 from tunekit.core.errors import UsageError
