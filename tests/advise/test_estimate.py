@@ -30,17 +30,15 @@ from tunekit.advise.estimate import (
     layer_bytes_16bit,
     logits_bytes,
     lora_dropout_bytes_per_token,
-    max_batch,
-    max_seq_len,
     norm_upcast_bytes_per_token,
     quant_spec,
     quantized_input_bytes_per_token,
     setup_from_recipe,
-    smallest_quant_that_fits,
     training_activation_bytes,
     training_state_bytes,
     weight_bytes,
 )
+from tunekit.advise.limits import max_batch, max_seq_len, smallest_quant_that_fits
 from tunekit.core.arch import ModelArch
 from tunekit.core.errors import UsageError
 from tunekit.core.model_facts import resolve_model

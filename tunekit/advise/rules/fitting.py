@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, fits_bytes, max_seq_len, weight_bytes
+from tunekit.advise.estimate import GB, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
+from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
 
 if TYPE_CHECKING:
