@@ -16,7 +16,7 @@ from fake_plugins import ALL, BY_NAME, entry_point, forget_modules, install
 
 import tunekit.core.registry as plugins_mod
 from tunekit.cli.main import cli
-from tunekit.core.errors import PluginError
+from tunekit.core.errors import PluginError, UnknownPluginError
 from tunekit.core.registry import Registry, load_registry
 
 
@@ -47,7 +47,7 @@ def failures_of(registry: Registry, plugin: str) -> list[str]:
 def test_good_plugin_registers_its_classes_with_its_distribution(everything: Registry) -> None:
     cls = everything.get("pruner", "fake-magnitude")
     assert cls.__module__ == "tk_fake_good"
-    owner = everything.owners[("pruner", "fake-magnitude")]
+    owner = everything.owner("pruner", "fake-magnitude")
     assert (owner.plugin, owner.distribution, owner.version) == ("good", "tunekit-good", "1.0")
     assert failures_of(everything, "good") == []
     assert cls(cls.Params.model_validate({"sparsity": 0.25})).sparsity() == 0.25  # type: ignore[attr-defined]
@@ -232,6 +232,8 @@ def test_other_modules_read_and_report_through_public_methods(fresh: None, monke
         view["x"] = object()  # type: ignore[index]
     with pytest.raises(ValueError, match="unknown plugin kind 'prunr'"):
         registry.of("prunr")
+    with pytest.raises(UnknownPluginError, match="unknown pruner 'nothing'"):
+        registry.owner("pruner", "nothing")
     registry.record_failure("mine", "tunekit_rules(): bad rule")
     recorded = [(f.plugin, f.distribution, f.error) for f in registry.failures]
     assert recorded == [("mine", "?", "tunekit_rules(): bad rule")]

@@ -94,6 +94,11 @@ class Registry:
             known = ", ".join(sorted(self._classes.get(kind, {}))) or "none installed"
             raise UnknownPluginError(f"unknown {kind} {excerpt(name)} (available: {known})") from None
 
+    def owner(self, kind: str, name: str) -> PluginSource:
+        """The distribution (and its entry point) that registered ``name`` in ``kind``."""
+        self.get(kind, name)  # the same error as get() for a name that is not registered
+        return self.owners[(kind, name)]
+
     def all(self) -> list[type[Plugin]]:
         return [cls for kind in KIND_HOOKS for cls in self._classes[kind].values()]
 

@@ -33,7 +33,7 @@ def plugins_report() -> dict[str, Any]:
     for kind in KINDS:
         kinds[kind] = []
         for name, cls in sorted(registry.of(kind).items()):
-            owner = registry.owners[(kind, name)]
+            owner = registry.owner(kind, name)
             needs = _default_needs(cls)
             missing = needs.missing_packages()
             kinds[kind].append({
