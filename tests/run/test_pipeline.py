@@ -16,7 +16,8 @@ from tunekit import hookimpl
 from tunekit.cli.main import cli
 from tunekit.core.errors import OutputExistsError, TunekitError
 from tunekit.core.registry import load_registry
-from tunekit.run.pipeline import STAGES, apply_recipe
+from tunekit.run.pipeline import apply_recipe
+from tunekit.run.plan import STAGES
 
 RECIPE = {
     "name": "tiny-test",
