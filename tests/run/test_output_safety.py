@@ -122,7 +122,6 @@ def test_paths_outside_the_output_are_refused(name: str, tmp_path: Path) -> None
 
 def test_resume_falls_back_past_a_checkpoint_whose_save_was_interrupted(tmp_path: Path) -> None:
     from tests.run.test_training import run
-
     from tests.train_helpers import write_text_jsonl
     from tunekit.run.checkpoints import COMPLETE
 
