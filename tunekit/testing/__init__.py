@@ -75,6 +75,7 @@ __all__ = [
     "tiny_tokenizer",
 ]
 
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> Any:
     """The tiny byte-level BPE (512 tokens) matching ``tiny_model``'s vocabulary."""
