@@ -9,7 +9,7 @@ model would write the kernel's internal v2 layout, not the GPTQ v1 files vLLM an
 Bits per weight in GPTQ format: ``bits`` per weight, plus per group and output column one fp16 scale
 and one ``bits``-wide packed zero ((16 + bits) / g), plus a 32-bit ``g_idx`` entry per input row
 (32 / d_out, small: declared in ``notes``, not in the figure). AWQ's GEMM format stores the same
-scales and zeros without ``g_idx`` (REFERENCE.md: ~16/g + 4/g).
+scales and zeros without ``g_idx`` (docs/reference.md: ~16/g + 4/g).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from tunekit import ModelArch, PluginError
 
 if TYPE_CHECKING:
     from tunekit import StageContext
-    from tunekit_peft.adapters import PeftAdapter
+    from tunekit_peft.plugin import PeftAdapter
 
 
 def is_kbit(model: Any) -> bool:

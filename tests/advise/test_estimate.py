@@ -1,4 +1,4 @@
-"""The estimator's formulas against hand-computed values (REFERENCE.md) and its inverse questions."""
+"""The estimator's formulas against hand-computed values (docs/reference.md) and its inverse questions."""
 
 from __future__ import annotations
 
@@ -30,17 +30,15 @@ from tunekit.advise.estimate import (
     layer_bytes_16bit,
     logits_bytes,
     lora_dropout_bytes_per_token,
-    max_batch,
-    max_seq_len,
     norm_upcast_bytes_per_token,
     quant_spec,
     quantized_input_bytes_per_token,
     setup_from_recipe,
-    smallest_quant_that_fits,
     training_activation_bytes,
     training_state_bytes,
     weight_bytes,
 )
+from tunekit.advise.limits import max_batch, max_seq_len, smallest_quant_that_fits
 from tunekit.core.arch import ModelArch
 from tunekit.core.errors import UsageError
 from tunekit.core.model_facts import resolve_model
@@ -345,14 +343,14 @@ def test_estimate_quant_and_recommend_agree_on_every_quantizer() -> None:
 
     registry = load_registry()
     arch = resolve_model("llama-3.1-8b")
-    names = sorted(registry.classes.get("quantizer", {}))
+    names = sorted(registry.of("quantizer"))
     assert "rtn" in names
     for name in names:
         out = CliRunner().invoke(cli, ["estimate", "--model", "llama-3.1-8b", "--method", "infer", "--quant", name,
                                        "--json"])
         assert out.exit_code == 0, out.output
         cli_weights = json.loads(out.output)["breakdown"]["weights"]
-        rec_weights = weight_bytes(arch, quant_spec_of(registry.classes["quantizer"][name]())) / GB
+        rec_weights = weight_bytes(arch, quant_spec_of(registry.of("quantizer")[name]())) / GB
         assert cli_weights == pytest.approx(rec_weights, abs=0.001), name
 
 

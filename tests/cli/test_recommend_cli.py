@@ -141,14 +141,14 @@ def test_with_the_builtin_plugins(tmp_path: Path) -> None:
     """Integration: the real registry's quantizers, adapters and sampler produce recipes that validate."""
     registry = plugins.get_registry(refresh=True)
     needed = {("quantizer", "nf4"), ("adapter", "lora")}
-    missing = sorted(f"{k} {n}" for k, n in needed if n not in registry.classes[k])
+    missing = sorted(f"{k} {n}" for k, n in needed if n not in registry.of(k))
     if missing:
         pytest.skip(f"built-in plugins not installed yet: {', '.join(missing)}")
     # a 24 GB card (24 GiB): a 16-bit LoRA fits at a shorter sequence and comes first; on 24.0 GB it would fit
     # only at 768 tokens and a QLoRA at 2048 rightly ranks above it
     cases = [["--gpu", "rtx-4090", "--goal", "finetune"], ["--vram", "8", "--goal", "finetune"],
              ["--vram", "24", "--goal", "finetune", "--symptom", "doesnt-fit"]]
-    if "sampling" in registry.classes["sampler"]:  # the sampler plugin is written in parallel
+    if "sampling" in registry.of("sampler"):  # the sampler plugin is written in parallel
         cases += [["--vram", "24", "--goal", "serve", "--symptom", "too-random"], ["--vram", "24", "--goal", "serve"]]
     out = tmp_path / "w"
     for index, args in enumerate(cases):

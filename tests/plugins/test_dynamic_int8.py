@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from quant_helpers import context, logits, relative_error, tiny_llama
+from quant_helpers import logits, relative_error
 from tunekit_dynamic import DynamicInt8Quantizer
 from tunekit_dynamic.dynamic import STATE_FILE
 
 from tunekit.core.errors import RecipeError, UsageError
 from tunekit.core.registry import get_registry
+from tunekit.testing import build_tiny_model as tiny_llama
+from tunekit.testing import make_context as context
 
 torch.set_num_threads(2)
 DynamicLinear = torch.ao.nn.quantized.dynamic.Linear
@@ -120,10 +122,9 @@ def test_other_formats_are_refused_when_the_recipe_loads(tmp_path: Path, formats
 
 
 def test_apply_then_generate_from_the_output(tmp_path: Path) -> None:
-    from quant_helpers import save_tiny
-
     from tunekit.run.generate import generate
     from tunekit.run.pipeline import apply_recipe
+    from tunekit.testing import save_tiny_model as save_tiny
 
     model_dir = save_tiny(tmp_path / "tiny")
     out = tmp_path / "out"

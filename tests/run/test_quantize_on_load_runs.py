@@ -35,10 +35,10 @@ QLORA = {"quantizer": {"method": "nf4", "compute_dtype": "float32"},
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    tiny_llama(max_positions=128, save_to=folder)
+    save_tiny_model(folder, max_position_embeddings=128)
     return folder
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tunekit.core.kinds import KINDS
+from tunekit.core.sharding import Strategy
 
 
 class Section(BaseModel):
@@ -118,7 +119,7 @@ class DistributedSection(Section):
     Strategy names and what each shards are shared with the estimator (``tunekit.core.sharding.SHARDED``).
     """
 
-    strategy: Literal["none", "ddp", "fsdp", "zero2", "zero3"] = Field(
+    strategy: Strategy = Field(
         "none", description="none (one process), ddp (replicate), fsdp (shard), zero2/zero3 (DeepSpeed ZeRO)")
     gpus: int = Field(1, ge=1, le=1024, description="GPUs (processes) per node")
     nodes: int = Field(1, ge=1, le=1024, description="Machines")

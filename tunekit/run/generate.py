@@ -100,7 +100,7 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         source = str(folder)
     else:
         from tunekit.core.recipe import load_recipe
-        from tunekit.run.pipeline import choose_model, default_model_path
+        from tunekit.run.plan import choose_model, default_model_path
 
         resolved = load_recipe(target, overrides=list(overrides or []))
         from tunekit.run.model_source import resolve as resolve_model_source

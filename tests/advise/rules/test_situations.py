@@ -27,7 +27,7 @@ NEEDED = {("quantizer", "nf4"), ("quantizer", "int8"), ("adapter", "lora"), ("ad
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     reg = plugins.get_registry(refresh=True)
-    missing = sorted(f"{k} {n}" for k, n in NEEDED if n not in reg.classes.get(k, {}))
+    missing = sorted(f"{k} {n}" for k, n in NEEDED if n not in reg.of(k))
     if missing:
         pytest.skip(f"built-in plugins not installed: {', '.join(missing)}")
     return reg

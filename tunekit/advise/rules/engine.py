@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_bytes
+from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines, fitting
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from tunekit.core.registry import Registry
 
 
-GOALS = ("finetune", "serve", "long-context", "compress")
-DEFAULT_LEVERS = {"finetune": ("adapter",), "serve": ("as-is", "quantize"), "long-context": ("context",),
-                  "compress": ("quantize", "prune")}
 
 
 @dataclass(frozen=True)
@@ -252,7 +250,7 @@ def _notes(run: _Run, registry: Registry) -> list[str]:
     notes = [f"[{r.id}] {fill(r.note, run.fdict)}" for r in run.fired if r.note]
     for lever in run.levers:
         kind = LEVER_KINDS.get(lever)
-        if kind and not registry.classes.get(kind):
+        if kind and not registry.of(kind):
             notes.append(f"lever '{lever}' has no installed {kind} plugin (see `tunekit plugins`)")
     return notes
 

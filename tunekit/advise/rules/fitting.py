@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, fits_bytes, max_seq_len, weight_bytes
+from tunekit.advise.estimate import GB, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
+from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     stages = dict(cand.stages)
     quant = stages.get("quantizer")
     if quant is not None:
-        cls = registry.classes["quantizer"].get(quant["method"])
+        cls = registry.of("quantizer").get(quant["method"])
         extra = gen.plugin_params(cls, {"quant_storage": "bfloat16"}) if cls is not None else None
         stages["quantizer"] = {**quant, **(extra or {})}
     sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,

@@ -44,7 +44,7 @@ class PackageCache:
 
 
 def pick(registry: Registry, kind: str, preferred: str) -> type[Plugin] | None:
-    classes = registry.classes.get(kind, {})
+    classes = registry.of(kind)
     return classes.get(preferred) or (next(iter(classes.values())) if classes else None)
 
 
@@ -65,7 +65,7 @@ def infer_setup(facts: Facts, settings: Settings, seq: int | None = None) -> Set
 
 def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool) -> list[QuantOption]:
     out = []
-    for cls in registry.classes.get("quantizer", {}).values():
+    for cls in registry.of("quantizer").values():
         if trainable_only and not cls.trainable:  # type: ignore[attr-defined]
             continue
         variants = gen.quantizer_variants(cls, facts.model, settings.get("quantizer", {}))  # type: ignore[arg-type]
@@ -99,7 +99,7 @@ def adapter_candidates(facts: Facts, registry: Registry, settings: Settings, lev
     only the default adapter on quantized bases, ``savings`` only the default adapter with an 8-bit
     optimizer (the memory savers tried before a method changes)."""
     arch, out = facts.model, []
-    adapters = list(registry.classes.get("adapter", {}).values())
+    adapters = list(registry.of("adapter").values())
     if lever in ("quantize", "savings"):
         chosen = pick(registry, "adapter", "lora")
         adapters = [chosen] if chosen else []
@@ -147,7 +147,7 @@ def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever
         return out + gguf_candidates(facts, registry, settings, lever, cache)
     if lever == "prune":
         out = []
-        for cls in registry.classes.get("pruner", {}).values():
+        for cls in registry.of("pruner").values():
             inst, params = gen.instantiate(cls, settings.get("pruner", {}))
             cand = gen.Candidate(name=f"prune-{cls.name}", lever=lever, method="infer",
                                  stages={"pruner": {"method": cls.name, **params}}, setup=infer_setup(facts, settings),
@@ -168,7 +168,7 @@ def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever:
                     cache: PackageCache) -> list[gen.Candidate]:
     """A llama.cpp GGUF 4-bit K-quant, written by the ``gguf`` exporter: the CPU's (and a split CPU/GPU's)
     serving format, since llama.cpp runs every layer it cannot place on the GPU from RAM."""
-    cls = registry.classes.get("exporter", {}).get("gguf")
+    cls = registry.of("exporter").get("gguf")
     if cls is None:
         return []
     spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
@@ -195,7 +195,7 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
     warning = (f"x{factor:g} is past the x{UNTUNED_CONTEXT_FACTOR:g} that holds without training: fine-tune "
                f"briefly at {target} tokens (YaRN/PI papers; the -ft recipe beside it)") if untuned else None
     lora = pick(registry, "adapter", "lora")
-    for cls in registry.classes.get("context", {}).values():
+    for cls in registry.of("context").values():
         _, params = gen.instantiate(cls, {**settings.get("context", {}), "factor": factor})
         base = gen.Candidate(name=f"{cls.name}-x{factor:g}", lever="context", method="infer",
                              stages={"context": {"method": cls.name, **params}},

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tunekit.advise.goals import GOALS
 from tunekit.cli.commands import bounds
 from tunekit.core.errors import TunekitError, UsageError
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation, Result
 
-GOALS = ("finetune", "serve", "long-context", "compress")
 TASKS = ("simple", "general", "reasoning", "code")
 
 
