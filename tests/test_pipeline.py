@@ -75,7 +75,7 @@ def test_apply_writes_a_loadable_output(tiny_dir: Path, recipe_file: Path, tmp_p
     seen: list[str] = []
     out = tmp_path / "out"
     result = apply_recipe(recipe_file, model=tiny_dir, output=out, quiet=True, registry=observer_registry(seen=seen))
-    assert seen == ["load", "evaluate", "context", "prune", "evaluate", "sampler", "export"]
+    assert seen == ["load", "evaluate", "context", "prune", "evaluate", "sampler", "check", "export"]
     assert all(stage in STAGES for stage in seen)
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json", "tunekit-recipe.yaml",

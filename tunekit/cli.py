@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tunekit.commands.sweep_cmd",
     "tunekit.commands.new_plugin_cmd",
     "tunekit.commands.apply_cmd",
+    "tunekit.commands.check_cmd",
 )
 
 

@@ -20,6 +20,8 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
    (``--resume``), ``quiet``.
 7. **evaluate** perplexity "after" on held-out text (:mod:`tunekit.evaluate`), ROUGE/BLEU when asked.
 8. **sampler**  ``model = sampler.apply(model, ctx)`` (sets ``model.generation_config``).
+8b. **check**   with ``eval.check`` (default): KL against the logits captured right after load, and the
+   EOS/template checks (:mod:`tunekit.checks.in_apply`), recorded under ``metrics["check"]``.
 9. **export**   into a temporary folder beside ``--output``: ``quantizer.save(model, out_dir, ctx) -> bool``
    (``Plugin.save`` in kinds.py, default False) may write the model in its own format; when it returns
    True the pipeline does not call ``save_pretrained``; otherwise ``model.save_pretrained(out_dir)`` (a
@@ -30,7 +32,7 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 Every stage, host and plugin alike, runs through the ``tunekit_run_stage`` hook: the host implementation
 (:class:`HostStages`, registered with ``trylast``) does the work; observers wrap it with
 ``@hookimpl(wrapper=True)`` to time, trace or replace the model. ``plugin`` is None for ``load``,
-``evaluate`` and ``export``; ``ctx.extras["phase"]`` is ``"before"`` or ``"after"`` for ``evaluate``.
+``evaluate``, ``check`` and ``export``; ``ctx.extras["phase"]`` is ``"before"`` or ``"after"`` for ``evaluate``.
 Stages record numbers with ``ctx.record(stage, ...)``; they land in ``metrics.json``.
 
 Library use: ``tunekit.pipeline.apply_recipe("demo", model=..., output=..., overrides=[...])`` returns a
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
     from tunekit.recipe import ResolvedRecipe
     from tunekit.recipe_model import Recipe
 
-STAGES = ("load", "context", "prune", "quantize", "adapter", "train", "evaluate", "sampler", "export")
+STAGES = ("load", "context", "prune", "quantize", "adapter", "train", "evaluate", "sampler", "check", "export")
 """Stage names passed to ``tunekit_run_stage``, in the order they run."""
 
 STAGE_SLOT = {"context": "context", "prune": "pruner", "quantize": "quantizer", "adapter": "adapter",
@@ -229,7 +231,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     ctx.tokenizer = tokenizer
     ctx.arch = ModelArch.from_hf_config(loaded.config.to_dict(), name=path.name)
     loaded.eval()
-    ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
+    ctx.record("load", path=str(path), size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
                dtype=str(loaded.dtype).replace("torch.", ""))
     return loaded
 
@@ -271,6 +273,12 @@ def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     return model
 
 
+def stage_check(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    from tunekit.checks import in_apply
+
+    return in_apply.stage_check(plugin, model, ctx)
+
+
 def stage_export(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     from tunekit import export
 
@@ -283,7 +291,7 @@ def stage_export(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
 HOST_STAGES: dict[str, Callable[[Any, Any, StageContext], Any]] = {
     "load": stage_load, "context": stage_plugin, "prune": stage_plugin, "quantize": stage_plugin,
     "adapter": stage_plugin, "train": stage_train, "evaluate": stage_evaluate, "sampler": stage_plugin,
-    "export": stage_export,
+    "check": stage_check, "export": stage_export,
 }
 
 
@@ -403,6 +411,10 @@ def apply_recipe(
         ctx.output_dir = tmp
         seed_everything(resolved.recipe)
         current: Any = run_stage(registry, "load", None, None, ctx, reporter)
+        if resolved.recipe.eval.check and info.is_main:
+            from tunekit.checks.in_apply import capture_reference
+
+            capture_reference(current, ctx)
         if resolved.recipe.eval.perplexity and info.is_main:
             ctx.extras["phase"] = "before"
             current = run_stage(registry, "evaluate", None, current, ctx, reporter)
@@ -418,6 +430,8 @@ def apply_recipe(
         sampler = resolved.stages.get("sampler")
         if sampler is not None:
             current = run_stage(registry, "sampler", sampler, current, ctx, reporter)
+        if info.is_main and resolved.recipe.eval.check:
+            current = run_stage(registry, "check", None, current, ctx, reporter)
         if info.is_main:
             ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=_peak_memory_mb(),
                        size_mb_after=_size_mb(current))
