@@ -44,10 +44,14 @@ def hardware_options(func: Any) -> Any:
 @click.option("--write", "write_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each recommended recipe as YAML into this directory.")
 @click.option("--list-symptoms", is_flag=True, help="Explain each symptom and exit.")
+@click.option("--measure", is_flag=True, help="Measure the top candidates on --model (a local folder): KL or "
+              "passkey; re-rank by the measurement.")
+@click.option("--budget-minutes", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Time --measure may spend (cached measurements are free).")
 def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: float | None, cpu_only: bool,
             model_name: str | None, params: str | None, goal: str, symptoms: tuple[str, ...], seq_len: int | None,
             batch: int, context_target: int | None, data: str | None, top: int, margin: float, as_json: bool,
-            explain: bool, write_dir: Path | None, list_symptoms: bool) -> None:
+            explain: bool, write_dir: Path | None, list_symptoms: bool, measure: bool, budget_minutes: float) -> None:
     """Recommend recipes for your hardware, model and goal (or symptoms), ranked, with reasons."""
     from tunekit.hardware import resolve_hardware
     from tunekit.model_facts import resolve_model
@@ -69,12 +73,27 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     facts = Facts(hardware=hardware, model=arch, goal=goal, symptoms=tuple(symptoms), seq_len=seq_len, batch=batch,
                   context_target=context_target, margin=margin, data=data)
     result = recommend(facts, rules, registry, top=top)
+    measured = None
+    if measure:
+        from tunekit import measure as measuring  # torch: only with --measure
+
+        if not model_name:
+            raise UsageError("--measure needs --model: a local model folder")
+        measured = measuring.measure_and_rerank(result, Path(model_name).expanduser(), registry,
+                                                budget_minutes=budget_minutes, target=context_target,
+                                                log=lambda line: click.echo(line, err=True))
     written = write_recipes(result, write_dir) if write_dir else []
     if as_json:
         from tunekit.render import echo_json
 
-        echo_json(result.to_dict())
+        data = result.to_dict()
+        if measured is not None:
+            for rec in data["recommendations"]:
+                rec["measured"] = measured[rec["rank"]].to_dict()
+        echo_json(data)
         return
+    if measured is not None:
+        measuring.render(result, measured, echo=click.echo)
     from tunekit.commands.recommend_render import render
 
     render(result, facts, explain=explain, written=written)
