@@ -122,7 +122,8 @@ class Measurer:
             return Measurement(kind="passkey", passkey_accuracy=round(result.accuracy, 4),
                                passkey_length=self.target, seconds=round(time.perf_counter() - started, 1))
         d = kl.divergence_from(self.reference, model, self.windows)
-        return Measurement(kind="kl", kl_divergence=round(d.kl_divergence, 5), top1_agreement=round(d.top1_agreement, 4),
+        return Measurement(kind="kl", kl_divergence=round(d.kl_divergence, 5),
+                           top1_agreement=round(d.top1_agreement, 4),
                            perplexity=round(d.perplexity_tuned, 3), perplexity_base=round(d.perplexity_base, 3),
                            seconds=round(time.perf_counter() - started, 1))
 
@@ -189,13 +190,16 @@ def rerank(result: Result, measured: dict[int, Measurement]) -> None:
     measured.update(remapped)
 
 
+def cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def render(result: Result, measured: dict[int, Measurement], echo: Callable[[str], None] = print) -> None:
     """Declared and measured numbers side by side, in the new order."""
     echo(f"{'#':>2}  {'recipe':<34} {'declared cost':>13} {'KL':>8} {'top-1':>6} {'ppl':>8} {'passkey':>7} "
          f"{'s':>6}")
     for rec in result.recommendations:
         m = measured[rec.rank]
-        cell = (lambda v, f: format(v, f) if v is not None else "-")
         echo(f"{rec.rank:>2}  {rec.recipe['name'][:34]:<34} {rec.candidate.quality_cost:>13.3f} "
              f"{cell(m.kl_divergence, '.4f'):>8} {cell(m.top1_agreement, '.1%'):>6} {cell(m.perplexity, '.2f'):>8} "
              f"{cell(m.passkey_accuracy, '.0%'):>7} {m.seconds:>6.1f}"

@@ -86,11 +86,11 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     if as_json:
         from tunekit.render import echo_json
 
-        data = result.to_dict()
+        payload = result.to_dict()
         if measured is not None:
-            for rec in data["recommendations"]:
+            for rec in payload["recommendations"]:
                 rec["measured"] = measured[rec["rank"]].to_dict()
-        echo_json(data)
+        echo_json(payload)
         return
     if measured is not None:
         measuring.render(result, measured, echo=click.echo)
