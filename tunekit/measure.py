@@ -150,6 +150,7 @@ def measure_and_rerank(result: Result, model_dir: Path, registry: Registry, *, b
             m = Measurement(**json.loads(cache.read_text(encoding="utf-8")))
             m.cached = True
             measured[rec.rank] = m
+            slowest = max(slowest, m.seconds)  # what it cost when measured: the best guess for the next
             continue
         spent = time.perf_counter() - started
         guess = slowest * (4 if rec.candidate.calibration else 1.5)

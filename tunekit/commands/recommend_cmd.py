@@ -92,11 +92,11 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
                 rec["measured"] = measured[rec["rank"]].to_dict()
         echo_json(payload)
         return
-    if measured is not None:
-        measuring.render(result, measured, echo=click.echo)
     from tunekit.commands.recommend_render import render
 
     render(result, facts, explain=explain, written=written)
+    if measured is not None:
+        measuring.render(result, measured, echo=click.echo)
 
 
 def write_recipes(result: Result, directory: Path) -> list[Path]:
