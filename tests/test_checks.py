@@ -217,3 +217,23 @@ def test_check_without_a_base_is_a_usage_error(tiny: tuple[Path, Any, Any], tmp_
     result = CliRunner().invoke(cli, ["check", str(out)])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("error: ") and "--base" in result.output
+
+
+def test_a_plugin_check_may_not_reuse_a_reported_name() -> None:
+    import types
+
+    from tunekit import hookimpl
+    from tunekit.checks.runner import Options, plugin_checks
+    from tunekit.errors import PluginError
+    from tunekit.plugins import load_registry
+
+    module = types.ModuleType("tunekit_test_checks")
+
+    @hookimpl
+    def tunekit_checks(pair: Any, options: Any) -> dict[str, Any]:
+        return {"eos": {"verdict": "ok", "why": []}}
+
+    module.tunekit_checks = tunekit_checks  # type: ignore[attr-defined]
+    registry = load_registry(entry_points=False, extra_modules=[module])
+    with pytest.raises(PluginError, match="'eos' is already reported"):
+        plugin_checks(registry, SimpleNamespace(), Options(), taken={"eos"})  # type: ignore[arg-type]
