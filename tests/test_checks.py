@@ -237,3 +237,28 @@ def test_a_plugin_check_may_not_reuse_a_reported_name() -> None:
     registry = load_registry(entry_points=False, extra_modules=[module])
     with pytest.raises(PluginError, match="'eos' is already reported"):
         plugin_checks(registry, SimpleNamespace(), Options(), taken={"eos"})  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_kl_orders_rtn_bits_on_smollm2() -> None:
+    """On the trained SmolLM2: RTN 3-bit moves the distribution far more than RTN 4-bit (same group size)."""
+    import copy
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunekit.context import StageContext
+    from tunekit.fixtures import smollm2_path
+    from tunekit.recipe import load_recipe
+    from tunekit.texts import eval_text
+
+    path = smollm2_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    base = AutoModelForCausalLM.from_pretrained(path).eval()
+    ids = tokenizer(eval_text(None)[:4000], add_special_tokens=False)["input_ids"][:256]
+    kls = {}
+    for bits in (4, 3):
+        resolved = load_recipe("quantize-rtn", overrides=[f"quantizer.bits={bits}"])
+        ctx = StageContext(recipe=resolved.recipe, model_path=path, tokenizer=tokenizer, log=lambda _: None)
+        tuned = resolved.stages["quantizer"].apply(copy.deepcopy(base), ctx)
+        kls[bits] = kl.divergence(base, tuned, ids, seq_len=256).kl_divergence
+    assert 0 < kls[4] < kls[3] and kls[3] > 2 * kls[4]
