@@ -74,12 +74,18 @@ def windows_of(ids: list[int], seq_len: int, max_windows: int | None = None) -> 
 
 
 def logits_of(model: Any, window: list[int]) -> Any:
-    """Next-token logits ``[len-1, V]`` for one window (no grad, model's device)."""
+    """Next-token logits ``[len-1, V]`` for one window (no grad, eval mode: dropout would add noise to KL)."""
     import torch
 
     device = next(model.parameters()).device
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([window], device=device)).logits[0, :-1].float().cpu()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(input_ids=torch.tensor([window], device=device)).logits[0, :-1].float().cpu()
+    finally:
+        if was_training:
+            model.train()
 
 
 def divergence(base: Any, tuned: Any, ids: list[int], *, seq_len: int = 256,
