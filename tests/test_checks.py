@@ -182,6 +182,9 @@ def test_repetition_verdict_flags_a_looping_sampler() -> None:
                "sampled": {"base": side(0.0), "tuned": side(0.75, 0.3)}}
     flagged = verdicts.repetition_verdict(looping)
     assert flagged["verdict"] == "fail" and flagged["try"] == "tunekit recommend --symptom repetitive"
+    same_as_base = {mode: {"base": side(1.0), "tuned": side(1.0)} for mode in ("greedy", "sampled")}
+    assert verdicts.repetition_verdict(same_as_base, judge_sampler=False)["verdict"] == "ok"
+    assert verdicts.repetition_verdict(same_as_base)["verdict"] == "fail"
 
 
 def test_long_context_verdict() -> None:

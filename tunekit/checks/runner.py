@@ -74,7 +74,9 @@ def check_repetition(pair: Pair, options: Options, gens: dict[str, Any]) -> dict
     result["max_new_tokens"] = options.max_new_tokens
     result["sampled_with"] = {k: getattr(pair.generation_config, k, None)
                               for k in ("do_sample", "temperature", "top_p", "repetition_penalty")}
-    return verdicts.repetition_verdict(result)
+    # a recipe without a sampler leaves decoding as the base had it: judge only what the weights changed
+    judge_sampler = bool(pair.recipe.get("sampler")) or not pair.recipe
+    return verdicts.repetition_verdict(result, judge_sampler=judge_sampler)
 
 
 def check_eos(pair: Pair, options: Options, gens: dict[str, Any]) -> dict[str, Any]:

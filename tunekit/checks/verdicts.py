@@ -15,7 +15,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "kl_divergence": {"warn": 0.1, "fail": 0.3},  # nats per token, untrained outputs
     "perplexity_ratio": {"warn": 1.1, "fail": 1.3},  # tuned / base, trained outputs
     "loop_share_sampled": {"warn": 0.25, "fail": 0.5},  # tuned, with its own sampler
-    "loop_share_greedy_increase": {"warn": 0.25, "fail": 0.5},  # tuned - base
+    "loop_share_greedy_increase": {"warn": 0.25, "fail": 0.5},  # tuned - base, greedy and sampled
     "distinct_2_ratio": {"warn": 0.7},  # tuned / base, greedy
     "eos_share_drop": {"warn": 0.25},  # base - tuned
     "passkey_accuracy": {"warn": 0.8, "fail": 0.5},  # tuned, at the longest length
@@ -63,27 +63,32 @@ def kl_verdict(result: dict[str, Any], *, trained: bool, quantized: bool) -> dic
     return with_advice(result, verdict, why, SYMPTOMS["quantized" if quantized else "changed"])
 
 
-def repetition_verdict(result: dict[str, Any]) -> dict[str, Any]:
+def repetition_verdict(result: dict[str, Any], *, judge_sampler: bool = True) -> dict[str, Any]:
+    """Greedy loops and distinct-2 against the base; sampled loops on their own when ``judge_sampler``
+    (the output set its decoding, or nothing says it did not), else against the base like greedy ones."""
     greedy, sampled = result["greedy"], result["sampled"]
     why: list[str] = []
     verdicts = []
-    v = _above(sampled["tuned"]["loop_share"], THRESHOLDS["loop_share_sampled"])
-    verdicts.append(v)
-    if v != "ok":
-        why.append(f"{sampled['tuned']['loop_share']:.0%} of generations with the output's own decoding settings loop")
-    increase = greedy["tuned"]["loop_share"] - greedy["base"]["loop_share"]
-    v = _above(increase, THRESHOLDS["loop_share_greedy_increase"])
-    verdicts.append(v)
-    if v != "ok":
-        why.append(f"greedy loops {greedy['base']['loop_share']:.0%} (base) -> {greedy['tuned']['loop_share']:.0%}")
+    if judge_sampler:
+        v = _above(sampled["tuned"]["loop_share"], THRESHOLDS["loop_share_sampled"])
+        if v != "ok":
+            why.append(f"{sampled['tuned']['loop_share']:.0%} of generations with the output's own decoding "
+                       "settings loop")
+        verdicts.append(v)
+    for mode, runs in (("greedy", greedy), ("sampled", sampled)):
+        increase = runs["tuned"]["loop_share"] - runs["base"]["loop_share"]
+        v = _above(increase, THRESHOLDS["loop_share_greedy_increase"])
+        if v != "ok":
+            why.append(f"{mode} loops {runs['base']['loop_share']:.0%} (base) -> {runs['tuned']['loop_share']:.0%}")
+        verdicts.append(v)
     base_d, tuned_d = greedy["base"]["distinct_2"], greedy["tuned"]["distinct_2"]
     if base_d > 0 and tuned_d / base_d < THRESHOLDS["distinct_2_ratio"]["warn"]:
         verdicts.append("warn")
         why.append(f"greedy distinct-2 {base_d:.2f} (base) -> {tuned_d:.2f}")
     verdict = worst(*verdicts)
     if verdict == "ok":
-        why.append(f"loops: greedy {greedy['tuned']['loop_share']:.0%}, sampled {sampled['tuned']['loop_share']:.0%}; "
-                   f"distinct-2 {tuned_d:.2f}")
+        why.append(f"loops: greedy {greedy['tuned']['loop_share']:.0%} (base {greedy['base']['loop_share']:.0%}), "
+                   f"sampled {sampled['tuned']['loop_share']:.0%}; distinct-2 {tuned_d:.2f}")
     return with_advice(result, verdict, why, SYMPTOMS["repetition"])
 
 
