@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tunekit.errors import UsageError
+from tunekit.errors import TunekitError, UsageError
 from tunekit.fixtures import cache_dir
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ SEQ_LEN = 256
 
 @dataclass
 class Measurement:
-    kind: str  # "kl" | "passkey" | "skipped"
+    kind: str  # "kl" | "passkey" | "skipped" | "failed" (not cached: the next run tries again)
     seconds: float = 0.0
     kl_divergence: float | None = None
     top1_agreement: float | None = None
@@ -161,7 +161,13 @@ def measure_and_rerank(result: Result, model_dir: Path, registry: Registry, *, b
         log(f"measuring #{rec.rank} {rec.recipe['name']} ...")
         if measurer is None:
             measurer = Measurer(model_dir, target)
-        m = measurer.measure(rec, registry)
+        tried = time.perf_counter()
+        try:
+            m = measurer.measure(rec, registry)
+        except TunekitError as exc:  # one candidate's backend failing must not lose the others' numbers
+            measured[rec.rank] = Measurement(kind="failed", note=f"failed: {exc}",
+                                             seconds=round(time.perf_counter() - tried, 1))
+            continue
         slowest = max(slowest, m.seconds)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(m.to_dict()), encoding="utf-8")
