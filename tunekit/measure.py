@@ -143,7 +143,7 @@ def measure_and_rerank(result: Result, model_dir: Path, registry: Registry, *, b
             measured[rec.rank] = Measurement(kind="skipped", note="trains, does not fit, or changes no weights")
     todo.sort(key=lambda r: (r.candidate.calibration, r.rank))  # cheap ones first
     measurer: Measurer | None = None
-    slowest = 0.0
+    slowest = slowest_calibrated = 0.0
     for rec in todo:
         cache = _cache_path(model_fp, _stages(rec), target)
         if cache.is_file():
@@ -151,9 +151,11 @@ def measure_and_rerank(result: Result, model_dir: Path, registry: Registry, *, b
             m.cached = True
             measured[rec.rank] = m
             slowest = max(slowest, m.seconds)  # what it cost when measured: the best guess for the next
+            if rec.candidate.calibration:
+                slowest_calibrated = max(slowest_calibrated, m.seconds)
             continue
         spent = time.perf_counter() - started
-        guess = slowest * (4 if rec.candidate.calibration else 1.5)
+        guess = _guess(rec.candidate.calibration, slowest, slowest_calibrated)
         if spent + guess > budget_s:
             measured[rec.rank] = Measurement(kind="skipped", note=f"budget: ~{guess:.0f} s more would pass "
                                                                   f"{budget_minutes:g} min")
@@ -169,11 +171,25 @@ def measure_and_rerank(result: Result, model_dir: Path, registry: Registry, *, b
                                              seconds=round(time.perf_counter() - tried, 1))
             continue
         slowest = max(slowest, m.seconds)
+        if rec.candidate.calibration:
+            slowest_calibrated = max(slowest_calibrated, m.seconds)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(m.to_dict()), encoding="utf-8")
         measured[rec.rank] = m
     rerank(result, measured)
     return measured
+
+
+#: A calibration pass (GPTQ/AWQ) against a no-calibration quantizer (RTN/bnb) before either was timed
+#: here: SmolLM2 on 2 cores, GPTQ 4-bit 176 s vs RTN ~5 s (docs/design.md), AWQ longer still.
+CALIBRATION_FACTOR = 30.0
+
+
+def _guess(calibration: bool, slowest: float, slowest_calibrated: float) -> float:
+    """Seconds the next candidate may take: like the slowest of its sort so far, 1.5x for safety."""
+    if not calibration:
+        return 1.5 * slowest
+    return 1.5 * slowest_calibrated if slowest_calibrated else CALIBRATION_FACTOR * slowest
 
 
 def _quality_key(m: Measurement) -> tuple[int, float]:
