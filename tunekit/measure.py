@@ -223,7 +223,7 @@ def render(result: Result, measured: dict[int, Measurement], echo: Callable[[str
          f"{'s':>6}")
     for rec in result.recommendations:
         m = measured[rec.rank]
-        echo(f"{rec.rank:>2}  {rec.recipe['name'][:34]:<34} {rec.candidate.quality_cost:>13.3f} "
+        echo(f"{rec.rank:>2}  {Path(rec.recipe['name']).name[-34:]:<34} {rec.candidate.quality_cost:>13.3f} "
              f"{cell(m.kl_divergence, '.4f'):>8} {cell(m.top1_agreement, '.1%'):>6} {cell(m.perplexity, '.2f'):>8} "
              f"{cell(m.passkey_accuracy, '.0%'):>7} {m.seconds:>6.1f}"
              + (" (cached)" if m.cached else "") + (f"  {m.note}" if m.note else ""))
