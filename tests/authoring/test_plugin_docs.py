@@ -111,6 +111,18 @@ def check_run_stage(hook: str) -> None:
     assert ctx.metrics["prune"]["wall_seconds"] >= 0
 
 
+def check_checks(hook: str) -> None:
+    from tunekit.run.checks.runner import Options, plugin_checks
+
+    def model(vocab: int) -> Any:
+        return types.SimpleNamespace(config=types.SimpleNamespace(vocab_size=vocab))
+
+    pair: Any = types.SimpleNamespace(base=model(512), tuned=model(520), recipe={})
+    found = plugin_checks(registry_for(hook), pair, Options(), taken={"kl_divergence"})
+    assert found == {"vocab_size": {"base": 512, "tuned": 520, "verdict": "warn",
+                                    "why": ["vocabulary 512 -> 520 tokens"]}}
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     **{hook: check_kind for hook in KIND_HOOKS.values()},
     "tunekit_rules": check_rules,
@@ -118,6 +130,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "tunekit_models": check_models,
     "tunekit_commands": check_commands,
     "tunekit_run_stage": check_run_stage,
+    "tunekit_checks": check_checks,
 }
 
 

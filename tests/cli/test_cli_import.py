@@ -47,6 +47,7 @@ COMMANDS = [
     ["recipes", "ls"],
     ["validate", *map(str, SHIPPED)],
     ["show", "--resolved", str(SHIPPED[0]) if SHIPPED else "missing"],
+    ["check", "--help"],
     ["schema"],
 ]
 

@@ -76,7 +76,7 @@ def test_apply_writes_a_loadable_output(tiny_dir: Path, recipe_file: Path, tmp_p
     seen: list[str] = []
     out = tmp_path / "out"
     result = apply_recipe(recipe_file, model=tiny_dir, output=out, quiet=True, registry=observer_registry(seen=seen))
-    assert seen == ["load", "evaluate", "context", "prune", "evaluate", "sampler", "export"]
+    assert seen == ["load", "evaluate", "context", "prune", "evaluate", "sampler", "check", "export"]
     assert all(stage in STAGES for stage in seen)
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json", "tunekit-recipe.yaml",
@@ -91,8 +91,11 @@ def test_apply_writes_a_loadable_output(tiny_dir: Path, recipe_file: Path, tmp_p
     assert {"load", "context", "prune", "evaluate_before", "evaluate_after", "export"} <= set(metrics["timings_s"])
     assert metrics["run"]["peak_memory_mb"] > 0
     assert any("healing fine-tune" in w for w in metrics["warnings"])
+    check = metrics["check"]  # eval.check is on by default: KL against the loaded model, EOS/template
+    assert check["kl_divergence"]["kl_divergence"] > 0 and check["kl_divergence"]["verdict"] in ("ok", "warn", "fail")
+    assert metrics["load"]["path"] == str(tiny_dir) and check["eos"]["template_ok"] is True
     card = (out / "README.md").read_text()
-    assert "perplexity before" in card and "healing fine-tune" in card
+    assert "perplexity before" in card and "healing fine-tune" in card and "## Checks" in card
     saved_recipe = yaml.safe_load((out / "tunekit-recipe.yaml").read_text())
     assert saved_recipe["pruner"]["sparsity"] == 0.3 and saved_recipe["context"]["method"] == "linear"
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -195,7 +198,7 @@ def test_log_json_emits_stage_events(tiny_dir: Path, recipe_file: Path, tmp_path
     kinds = [e["event"] for e in events]
     assert kinds[0] == "plan" and kinds[-1] == "done"
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["load", "context", "prune", "sampler",
-                                                                         "export"]
+                                                                         "check", "export"]
 
 
 def test_a_recipe_reproduces_its_adapter(tiny_dir: Path, tmp_path: Path) -> None:

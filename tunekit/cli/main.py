@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "tunekit.cli.commands.report_cmd",
     "tunekit.cli.commands.new_plugin_cmd",
     "tunekit.cli.commands.apply_cmd",
+    "tunekit.cli.commands.check_cmd",
     "tunekit.cli.commands.generate_cmd",
 )
 

@@ -62,6 +62,8 @@ class RunState:
     """Which perplexity the ``evaluate`` stage measures now."""
     unquantized: bool = False
     """True while the baseline of a quantize-on-load run loads without its quantizer."""
+    check_reference: Any = None
+    """The loaded model's logits on the held-out windows, kept for the cheap KL check at the end."""
     is_main: bool = True
     """Whether this process is rank 0 (the one that writes the output and logs to trackers)."""
     state_dict: dict[str, Any] | None = None

@@ -116,6 +116,23 @@ def tunekit_commands(cli: click.Group) -> None:
     """
 
 
+# -- checks ---------------------------------------------------------------------------------
+
+
+@hookspec
+def tunekit_checks(pair: Any, options: Any) -> dict[str, dict[str, Any]]:  # type: ignore[empty-body]
+    """Add checks to ``tunekit check`` (after the built-in ``kl_divergence``, ``repetition``, ``eos``,
+    ``long_context``). Every implementation runs; their results are merged.
+
+    :param pair: the loaded base and tuned models, their tokenizers, the output's generation config and
+        resolved recipe (:class:`tunekit.run.checks.load.Pair`; ``pair.recipe`` tells what the run did).
+    :param options: the command's :class:`tunekit.run.checks.runner.Options` (``checks``, ``max_new_tokens``...).
+    :returns: ``{check_name: result}``; each result a JSON-able dict with ``verdict`` (``ok``, ``warn`` or
+        ``fail``) and ``why`` (a list of sentences), optionally ``try`` (a command to run). A name that a
+        built-in or another plugin already reports is an error.
+    """
+
+
 # -- pipeline observers --------------------------------------------------------------------
 
 
@@ -128,7 +145,7 @@ def tunekit_run_stage(stage: str, plugin: Plugin | None, model: Any, ctx: StageC
     (or a replacement). Exceptions propagate through wrappers. Stops at the first non-None result.
 
     :param stage: one of ``load``, ``context``, ``prune``, ``quantize``, ``adapter``, ``train``,
-        ``evaluate``, ``sampler``, ``export``.
+        ``evaluate``, ``sampler``, ``check``, ``export``.
     :param plugin: the plugin instance running the stage, or None for host stages.
     :param model: the model going into the stage.
     :param ctx: the run's :class:`tunekit.core.context.StageContext`.

@@ -102,6 +102,8 @@ class EvalSection(Section):
     max_tokens: int | None = Field(16384, ge=16, description="Evaluate on at most this many tokens")
     tasks: list[Literal["rouge", "bleu"]] = Field(default_factory=list, description="Extra metrics vs references")
     references: str | None = Field(None, description="JSONL with prompt/reference for ROUGE/BLEU")
+    check: bool = Field(True, description="Cheap checks (KL vs the loaded model, EOS/template) into "
+                        "metrics.json; `tunekit check` runs all of them")
 
 
 class OutputSection(Section):

@@ -59,6 +59,11 @@ def render_card(ctx: StageContext, recipe: dict[str, Any]) -> str:
         rows += [("GGUF type", gguf.get("type")), ("GGUF bits per weight", gguf.get("bpw")),
                  ("GGUF perplexity in llama.cpp", llama.get("perplexity") if isinstance(llama, dict) else None)]
     lines += [f"| {name} | {value} |" for name, value in rows if value is not None]
+    checks = metrics.get("check") or {}
+    if checks:
+        lines += ["", "## Checks", "", "| check | verdict | why |", "|---|---|---|"]
+        lines += [f"| {name} | {r.get('verdict')} | {'; '.join(r.get('why', []))} |" for name, r in checks.items()]
+        lines += ["", "All checks against the base: `tunekit check PATH`."]
     warnings = metrics.get("warnings") or []
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]

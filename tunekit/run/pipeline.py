@@ -22,6 +22,8 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
    survives a failed run), ``resume`` (``--resume``), ``shows_bars``.
 7. **evaluate** perplexity "after" on held-out text (:mod:`tunekit.run.evaluate`), ROUGE/BLEU when asked.
 8. **sampler**  ``model = sampler.apply(model, ctx)`` (sets ``model.generation_config``).
+8b. **check**   with ``eval.check`` (default): KL against the logits captured right after load, and the
+   EOS/template checks (:mod:`tunekit.run.checks.in_apply`), recorded under ``metrics["check"]``.
 9. **export**   into a temporary folder beside ``--output``: ``quantizer.save(model, out_dir, ctx) -> bool``
    (``Plugin.save`` in kinds.py, default False) may write the model in its own format; when it returns
    True the pipeline does not call ``save_pretrained``; otherwise ``model.save_pretrained(out_dir)`` (a
@@ -32,9 +34,9 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 Every stage, host and plugin alike, runs through the ``tunekit_run_stage`` hook: the host implementation
 (:class:`HostStages`, registered with ``trylast``) does the work; observers wrap it with
 ``@hookimpl(wrapper=True)`` to time, trace or replace the model. ``plugin`` is None for ``load``,
-``evaluate`` and ``export``; ``ctx.run.phase`` is ``"before"`` or ``"after"`` for ``evaluate``. ``ctx.device``
-is where the loaded model's weights are ("cpu", "cuda:0"); the host's own state is typed in ``ctx.run`` and
-``ctx.extras`` is left to plugins.
+``evaluate``, ``check`` and ``export``; ``ctx.run.phase`` is ``"before"`` or ``"after"`` for ``evaluate``.
+``ctx.device`` is where the loaded model's weights are ("cpu", "cuda:0"); the host's own state is typed in
+``ctx.run`` and ``ctx.extras`` is left to plugins.
 Stages record numbers with ``ctx.record(stage, ...)``; they land in ``metrics.json``.
 
 Library use: ``tunekit.run.pipeline.apply_recipe("demo", model=..., output=..., overrides=[...])`` returns a
@@ -149,7 +151,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if isinstance(quantizer, Quantizer) and quantizer.on_load:
         loaded = quantizer.prepare_loaded(loaded, ctx)  # before any forward (see Quantizer.prepare_loaded)
     loaded.eval()
-    ctx.record("load", size_mb=size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
+    ctx.record("load", path=str(path), size_mb=size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
                dtype=str(loaded.dtype).replace("torch.", ""), device=ctx.device)
     if recipe.model.offload is not None:
         from tunekit.run.offload import placement
@@ -195,6 +197,12 @@ def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     return model
 
 
+def stage_check(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    from tunekit.run.checks import in_apply
+
+    return in_apply.stage_check(plugin, model, ctx)
+
+
 def stage_export(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     from tunekit.run import export
 
@@ -207,7 +215,7 @@ def stage_export(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
 HOST_STAGES: dict[str, Callable[[Any, Any, StageContext], Any]] = {
     "load": stage_load, "context": stage_plugin, "prune": stage_plugin, "quantize": stage_plugin,
     "adapter": stage_plugin, "train": stage_train, "evaluate": stage_evaluate, "sampler": stage_plugin,
-    "export": stage_export,
+    "check": stage_check, "export": stage_export,
 }
 
 
@@ -278,6 +286,10 @@ def measure_baseline(registry: Registry, ctx: StageContext, reporter: Reporter) 
     ctx.run.phase = "before"
     try:
         base = run_stage(registry, "load", None, None, ctx, reporter)
+        if ctx.recipe.eval.check:  # the KL check then includes what the on-load quantizer cost
+            from tunekit.run.checks.in_apply import capture_reference
+
+            capture_reference(base, ctx)
         run_stage(registry, "evaluate", None, base, ctx, reporter)
         ctx.record("evaluate", baseline="unquantized base (loaded without the quantize-on-load method)")
     except (MemoryError, torch.OutOfMemoryError) as exc:
@@ -389,6 +401,10 @@ def apply_recipe(
             current: Any = run_stage(registry, "load", None, None, ctx, reporter)
         else:
             current = run_stage(registry, "load", None, None, ctx, reporter)
+            if resolved.recipe.eval.check and info.is_main:
+                from tunekit.run.checks.in_apply import capture_reference
+
+                capture_reference(current, ctx)
             if resolved.recipe.eval.perplexity and info.is_main:
                 ctx.run.phase = "before"
                 current = run_stage(registry, "evaluate", None, current, ctx, reporter)
@@ -404,6 +420,8 @@ def apply_recipe(
         sampler = resolved.stages.get("sampler")
         if sampler is not None:
             current = run_stage(registry, "sampler", sampler, current, ctx, reporter)
+        if info.is_main and resolved.recipe.eval.check:
+            current = run_stage(registry, "check", None, current, ctx, reporter)
         if info.is_main:
             ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb(),
                        size_mb_after=size_mb(current))

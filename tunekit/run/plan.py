@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tunekit.core.recipe import ResolvedRecipe
 
 _WEIGHT_STAGES = tuple(stage for stage in STAGE_KIND if stage != "sampler")
-STAGES = ("load", *_WEIGHT_STAGES, "train", "evaluate", "sampler", "export")
+STAGES = ("load", *_WEIGHT_STAGES, "train", "evaluate", "sampler", "check", "export")
 """Stage names passed to ``tunekit_run_stage``, in the order they run: the plugin stages come from
 ``tunekit.core.kind_specs``; training and evaluation see the final weights, the sampler only writes
 generation settings, export is last."""

@@ -60,11 +60,16 @@ def hardware_options(func: Any) -> Any:
 @click.option("--list-symptoms", is_flag=True, help="Explain each symptom and exit.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the ranked candidates with their memory bars as one HTML page.")
+@click.option("--measure", is_flag=True, help="Measure the top candidates on --model (a local folder): KL or "
+              "passkey; re-rank by the measurement.")
+@click.option("--budget-minutes", type=bounds.MINUTES, default=10.0, show_default=True,
+              help="Time --measure may spend (cached measurements are free).")
 def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: float | None, cpu_only: bool,
             model_name: str | None, params: str | None, goal: str, symptoms: tuple[str, ...], seq_len: int | None,
             batch: int, context_target: int | None, task: str, latency_ms: float | None, method: str | None,
             engine: str | None, data: str | None, top: int, margin: float, as_json: bool, explain: bool,
-            write_dir: Path | None, list_symptoms: bool, html_file: Path | None) -> None:
+            write_dir: Path | None, list_symptoms: bool, html_file: Path | None, measure: bool,
+            budget_minutes: float) -> None:
     """Recommend recipes for your hardware, model and goal (or symptoms), ranked, with reasons.
 
     With no --model (and no --params), rank the catalog's models that fit, each with its best recipe."""
@@ -94,6 +99,15 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     facts = Facts(hardware=hardware, model=arch, goal=goal, symptoms=tuple(symptoms), seq_len=seq_len, batch=batch,
                   context_target=context_target, margin=margin, data=data, method=method, engine=engine)
     result = recommend(facts, rules, registry, top=top)
+    measured = None
+    if measure:
+        from tunekit.run import measure_recipes  # torch: only with --measure
+
+        if not model_name:
+            raise UsageError("--measure needs --model: a local model folder")
+        measured = measure_recipes.measure_and_rerank(result, Path(model_name).expanduser(), registry,
+                                                      budget_minutes=budget_minutes, target=context_target,
+                                                      log=lambda line: click.echo(line, err=True))
     written = write_recipes(result, write_dir) if write_dir else []
     if written and result.no_fit:
         name_written(result.no_fit, result.recommendations, written)
@@ -104,11 +118,17 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     if as_json:
         from tunekit.core.render import echo_json
 
-        echo_json(result.to_dict())
+        payload = result.to_dict()
+        if measured is not None:
+            for rec in payload["recommendations"]:
+                rec["measured"] = measured[rec["rank"]].to_dict()
+        echo_json(payload)
         return
     from tunekit.cli.commands.recommend_render import render
 
     render(result, facts, explain=explain, written=written)
+    if measured is not None:
+        measure_recipes.render(result, measured, echo=click.echo)
 
 
 def rank(registry: Any, rules: Any, base: Facts, *, task: str, latency_ms: float | None, top: int, as_json: bool,
