@@ -110,7 +110,8 @@ def training_arguments(
         logging_steps=1,
         seed=section.seed,
         data_seed=section.seed,
-        include_num_input_tokens_seen="non_padding",
+        # packed rows carry no attention mask for the Trainer to count with; their padding is a row's tail
+        include_num_input_tokens_seen="all" if section.pack_examples else "non_padding",
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
