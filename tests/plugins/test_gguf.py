@@ -226,9 +226,14 @@ def test_kquant_through_llama_cpp_with_per_tensor_fallback(tokenizer: Any, tmp_p
     assert types["blk.0.attn_q.weight"] == "Q4_K"
     narrow = tiny_model("llama", hidden=128, intermediate=384)  # 128 % 256 != 0: llama.cpp falls back
     write_gguf(narrow, tokenizer, tmp_path / "n.gguf", "f16")
-    quantize(tmp_path / "n.gguf", tmp_path / "n-q4km.gguf", "q4_k_m")
+    report = quantize(tmp_path / "n.gguf", tmp_path / "n-q4km.gguf", "q4_k_m")
     types = summarize(tmp_path / "n-q4km.gguf")["tensor_types"]
     assert types["blk.0.attn_q.weight"] not in {"Q4_K", "F16"}  # llama.cpp's fallback (Q5_0)
+    # every tensor llama.cpp gave another type is reported, with the type it got (for metrics.json)
+    assert report.fallbacks["blk.0.attn_q.weight"] == "q4_K -> q5_0 (128 columns, not a multiple of 256)"
+    assert "of 21 tensor(s) required fallback quantization" in report.log
+    assert {name for name, kind in types.items() if kind in {"Q5_0", "Q8_0"} and name != "output.weight"} \
+        == set(report.fallbacks)
 
 
 @needs_llama_cpp

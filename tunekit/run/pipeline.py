@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunekit.core.backends import backend_logs
 from tunekit.core.context import StageContext
 from tunekit.core.errors import TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
@@ -89,6 +90,10 @@ class RunResult:
 
 
 # -- planning (torch-free) -----------------------------------------------------------------
+
+
+BACKEND_LOG = "backends.log"
+"""The run's log file for what backends (torchao, torch, bitsandbytes, llama.cpp) log; made only if they do."""
 
 
 def default_model_path() -> Path:
@@ -483,7 +488,7 @@ def apply_recipe(
         "checkpoint_dir": str(atomic.checkpoint_dir), "progress": reporter.progress, "exporters": exporters,
         "recipe_dict": distributed.record(info, resolved.to_dict()), "plan": plan, "reporter": reporter,
     })
-    with atomic as tmp, _hf_progress_bars(not (quiet or log_json)):
+    with atomic as tmp, _hf_progress_bars(not (quiet or log_json)), backend_logs(tmp / BACKEND_LOG):
         ctx.output_dir = tmp
         for message in atomic.messages:
             ctx.log(message)
