@@ -67,3 +67,12 @@ class OutputExistsError(UsageError):
 
 class OutputBusyError(TunekitError):
     """Another run holds the output's lock: two runs to one output would interleave their files."""
+
+
+class InputFileError(TunekitError):
+    """An input file exists but its content cannot be used: binary or non-UTF-8 where text is read, a
+    truncated or corrupt weight file, a pickle torch refuses. Exit 1 naming the file, not a traceback."""
+
+
+class OutputLocationError(TunekitError):
+    """The output cannot be created where it was asked for: a parent is a file, or the place is read-only."""

@@ -52,8 +52,9 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.core.backends import backend_logs
 from tunekit.core.context import StageContext
-from tunekit.core.errors import TunekitError, UsageError
+from tunekit.core.errors import InputFileError, TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
+from tunekit.core.input_files import check_weight_files
 from tunekit.core.kind_specs import STAGE_KIND
 from tunekit.core.recipe_paths import check_input_files
 from tunekit.run import interrupts
@@ -168,6 +169,8 @@ def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: 
             raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
         if gguf_file is not None and not (model_path / gguf_file).is_file():
             raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
+        if gguf_file is None:
+            check_weight_files(model_path)
         if not resolved.recipe.model.trust_remote_code:
             _refuse_shipped_code(model_path)
     if data is not None and not data.exists():
@@ -227,7 +230,10 @@ def seed_everything(recipe: Recipe) -> None:
 
 
 def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    import pickle
+
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunekit.core.arch import ModelArch
@@ -260,6 +266,13 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), **trust, **({"gguf_file": gguf} if gguf else {}))
         loaded = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except pickle.UnpicklingError as exc:
+        bins = sorted(path.glob("*.bin")) if path.is_dir() else []
+        where = bins[0] if len(bins) == 1 else path
+        raise InputFileError(f"{where}: torch's safe loader refuses this pickle (it holds objects other than "
+                             "tensors, which could run code): convert it to safetensors from a trusted copy") from exc
+    except SafetensorError as exc:  # a hub download checked only now; local folders are checked before loading
+        raise InputFileError(f"{path}: a .safetensors file is damaged: {exc}") from exc
     except (OSError, ValueError) as exc:
         # transformers' hub errors run to several lines with advice for its own API: keep the first
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
