@@ -177,3 +177,14 @@ def test_unknown_key_without_a_near_name_gets_no_guess(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown key (not allowed here)\n" in result.output
     assert "did you mean" not in result.output
+
+
+@pytest.mark.parametrize(("text", "key", "hint"), [
+    ("adapter: {method: fake-lroa}", "adapter.method", "unknown adapter 'fake-lroa' (did you mean 'fake-lora'?)"),
+    ("output: {formats: [hff]}", "output.formats[0]", "unknown export format 'hff' (did you mean 'hf'?)"),
+])
+def test_unknown_method_or_format_names_the_nearest(tmp_path: Path, text: str, key: str, hint: str) -> None:
+    path = write_case(tmp_path, "x.yaml", text)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {path}: {key}: {hint} (available: " in result.output

@@ -15,7 +15,6 @@ however often the graph names it, and values quoted in errors are cut to a short
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import tomllib
 import types
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunekit.core.errors import RecipeError, UnknownPluginError, excerpt
+from tunekit.core.errors import RecipeError, UnknownPluginError, did_you_mean, excerpt
 from tunekit.core.kinds import KINDS, Plugin
 from tunekit.core.recipe_model import Recipe
 from tunekit.core.resources import shipped_recipe_dir
@@ -300,11 +299,8 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def suggest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    """`` (did you mean 'lr'?)`` for an unknown key at ``loc``, from the field names of the model there.
-
-    A typo such as ``train.learning_rat`` or ``--set trian.lr=1`` is the commonest recipe mistake; the
-    nearest allowed names (difflib, as pip and git do) turn "unknown key" into the fix.
-    """
+    """`` (did you mean 'lr'?)`` for an unknown key at ``loc``, from the field names of the model there
+    (``train.pakcing`` in the file or ``--set trian.lr=1`` alike)."""
     current: type[BaseModel] | None = model
     for part in loc[:-1]:
         if current is None or isinstance(part, int):
@@ -313,8 +309,7 @@ def suggest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         current = _model_of(info.annotation) if info is not None else None
     if current is None or not loc:
         return ""
-    close = difflib.get_close_matches(str(loc[-1]), list(current.model_fields), n=2, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return did_you_mean(str(loc[-1]), current.model_fields)
 
 
 def validation_error(exc: ValidationError, *, source: str, prefix: str = "",

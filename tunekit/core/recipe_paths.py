@@ -23,14 +23,22 @@ MODEL_PATH = ("model", "path")
 """Also anchored, but only when the file exists beside the recipe: otherwise it may be a hub id."""
 
 
+def _exists(path: Path, *, file: bool = False) -> bool:
+    """``path.exists()`` (or ``is_file()``) that answers False for a name the OS refuses (over 255 bytes)."""
+    try:
+        return path.is_file() if file else path.exists()
+    except OSError:
+        return False
+
+
 def _anchor(value: str, folder: Path, *, only_if_exists: bool) -> str:
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)
     candidate = folder / path
-    if candidate.exists():
+    if _exists(candidate):
         return str(candidate)
-    if only_if_exists or (len(path.parts) == 1 and (shipped_data_dir() / path).is_file()):
+    if only_if_exists or (len(path.parts) == 1 and _exists(shipped_data_dir() / path, file=True)):
         return value  # a hub id, or shipped data named by file name (train.data: austen_instruct.jsonl)
     return str(candidate)
 
@@ -57,11 +65,11 @@ def check_input_files(recipe: Any, *, source: str, skip_train_data: bool = False
         if not value:
             continue
         path = Path(value).expanduser()
-        if path.exists():
+        if _exists(path):
             if key.startswith("eval."):  # evaluation reads text; a binary or Latin-1 file fails here, not later
                 check_text_file(path, "evaluation text" if key == "eval.data" else "references")
             continue
-        if len(path.parts) == 1 and (shipped_data_dir() / path).is_file():
+        if len(path.parts) == 1 and _exists(shipped_data_dir() / path, file=True):
             continue
         raise RecipeError(f"{value} does not exist (relative paths are read from the recipe's folder)",
                           source=source, key=key)

@@ -26,7 +26,7 @@ import pluggy
 from pydantic import BaseModel
 
 from tunekit.core import hookspecs
-from tunekit.core.errors import PluginError, UnknownPluginError, excerpt
+from tunekit.core.errors import PluginError, UnknownPluginError, did_you_mean, excerpt
 from tunekit.core.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP
 from tunekit.core.kind_specs import KIND_HOOKS
 from tunekit.core.kinds import BASES, Plugin
@@ -79,7 +79,8 @@ class Registry:
             return self.classes[kind][name]
         except KeyError:
             known = ", ".join(sorted(self.classes.get(kind, {}))) or "none installed"
-            raise UnknownPluginError(f"unknown {kind} {excerpt(name)} (available: {known})") from None
+            hint = did_you_mean(name, self.classes.get(kind, {}))
+            raise UnknownPluginError(f"unknown {kind} {excerpt(name)}{hint} (available: {known})") from None
 
     def all(self) -> list[type[Plugin]]:
         return [cls for kind in KIND_HOOKS for cls in self.classes[kind].values()]
