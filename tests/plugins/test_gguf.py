@@ -237,6 +237,24 @@ def test_kquant_through_llama_cpp_with_per_tensor_fallback(tokenizer: Any, tmp_p
 
 
 @needs_llama_cpp
+def test_exporter_records_llama_cpp_fallbacks_for_metrics(tokenizer: Any, tmp_path: Path,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    """What llama.cpp quantized to another type reaches the exporter's result (metrics.json export.gguf),
+    and its log stays out of the terminal (the run keeps it in backends.log)."""
+    from tunekit.core.context import StageContext
+
+    lines: list[str] = []
+    exporter = tunekit_gguf.GGUFExporter(tunekit_gguf.GGUFParams(type="q4_k_m", verify=False, modelfile=False))
+    ctx = StageContext(recipe=None, log=lines.append)  # type: ignore[arg-type]
+    result = exporter.export(tiny_model("llama", hidden=128, intermediate=384), tokenizer, tmp_path, ctx)
+    assert result["encoder"] == "llama.cpp llama_model_quantize"
+    assert result["fallbacks"]["blk.1.ffn_up.weight"].startswith("q4_K -> q5_0")
+    assert any("tensors written as another type than q4_k_m" in line for line in lines)
+    printed = capfd.readouterr()
+    assert "falling back to" not in printed.err + printed.out  # llama.cpp's own log was collected, not printed
+
+
+@needs_llama_cpp
 def test_llama_cpp_loads_generates_and_agrees_with_transformers(tokenizer: Any, tmp_path: Path) -> None:
     from tunekit_gguf.writer import write_gguf
 
