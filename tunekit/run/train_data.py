@@ -49,6 +49,8 @@ class TrainData:
     eval: list[Example] = field(default_factory=list)
     kind: str = "text"
     source: str = ""
+    packed_from: int | None = None
+    """How many examples ``train.pack_examples`` packed into the ``train`` rows (None: not packed)."""
 
     def tokens(self) -> int:
         return sum(len(e["input_ids"]) for e in self.train)
@@ -298,6 +300,8 @@ def build(section: TrainSection, tokenizer: Any, path: Path) -> TrainData:
         raise UsageError(f"{path}: every prompt fills train.seq_len={section.seq_len}; no answer token "
                          "is left to learn from (raise seq_len)")
     train, held_out = split_held_out(examples, section.eval_split, section.seed)
-    if section.pack_examples:
-        train = pack_examples(train, section.seq_len)  # held-out examples stay one per row: eval loss as before
-    return TrainData(train=train, eval=held_out, kind=kind, source=str(path))
+    if not section.pack_examples:
+        return TrainData(train=train, eval=held_out, kind=kind, source=str(path))
+    # held-out examples stay one per row: the eval loss means what it means unpacked
+    return TrainData(train=pack_examples(train, section.seq_len), eval=held_out, kind=kind, source=str(path),
+                     packed_from=len(train))
