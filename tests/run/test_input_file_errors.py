@@ -108,6 +108,9 @@ def test_reading_a_latin1_text_later_is_the_same_typed_error(tmp_path: Path) -> 
     path.write_bytes(b"plain ascii " * 10 + "é".encode("latin-1"))
     with pytest.raises(InputFileError, match=r"late.txt: text: not UTF-8 text \(byte 120\)"):
         read_text(path)
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text('{"messages": [{"role": "user", "content": "Who?"}, {"role": "assistant", "content": "Emma."}]}\n')
+    assert read_text(chat) == "Who?\n\nEmma."  # chat data calibrates on its turns' text
     jsonl = tmp_path / "x.jsonl"
     jsonl.write_text('{"text": "ok"}\n[1, 2]\n')
     with pytest.raises(InputFileError, match=r"x.jsonl:2: expected an object"):

@@ -141,7 +141,7 @@ def shipped_calibration_text() -> Path:
 
 
 def read_text(path: Path) -> str:
-    """Plain text from a .txt file, a folder of .txt files, or a JSONL of 'text' (or instruction) records.
+    """Plain text from a .txt file, a folder of .txt files, or a JSONL of text, instruction or chat records.
 
     Binary or non-UTF-8 content is an ``InputFileError`` naming the file (exit 1), not a decode traceback.
     """
@@ -163,6 +163,9 @@ def read_text(path: Path) -> str:
                 if not isinstance(record, dict):
                     raise InputFileError(f"{path}:{number}: expected an object with 'text'")
                 parts.extend(str(record[k]) for k in ("text", "instruction", "input", "output") if record.get(k))
+                turns = record.get("messages") or record.get("conversations") or []  # chat data: every turn's text
+                parts.extend(str(t.get("content") or t.get("value")) for t in turns
+                             if isinstance(t, dict) and (t.get("content") or t.get("value")))
         return "\n\n".join(parts)
     return read_utf8(path, "text")
 

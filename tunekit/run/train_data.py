@@ -202,7 +202,8 @@ def chat_example(record: dict[str, Any], section: TrainSection, tokenizer: Any) 
     Each assistant turn's text is what rendering the chat up to and including that turn adds to the
     rendering up to it with the generation prompt, so the turn's end marker (``<|im_end|>``, ``<|eot_id|>``)
     is learned too. That needs a template whose renderings extend each other; one that rewrites earlier
-    turns (e.g. dropping past reasoning) is refused rather than trained on text it never produces.
+    turns (e.g. dropping past reasoning) is refused rather than trained on text it never produces. Turns
+    after the last assistant turn are left out: there is no answer in them to learn.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise UsageError("chat records ('messages') need a tokenizer with a chat template; this one has none")
