@@ -115,7 +115,8 @@ def quantize_direct(model_path: Path, out: Path, params: dict[str, Any]) -> None
         run_gptqmodel,
     )
 
-    from tunekit.core.quantization import CalibrationParams, calibration_windows
+    from tunekit.core.quantization import CalibrationParams
+    from tunekit.core.texts import calibration_windows
 
     configure_environment()
     plugin = GPTQQuantizer(GPTQQuantizer.Params.model_validate(params))

@@ -101,13 +101,14 @@ def table(model: type[BaseModel]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def sections(recipe: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
-    """The recipe's section models, in field order (``model``, ``train``, ...)."""
+def sections(recipe: type[BaseModel], prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """The recipe's section models, in field order (``model``, ``model.offload``, ``train``, ...)."""
     found = []
     for name, info in recipe.model_fields.items():
         for arg in (info.annotation, *typing.get_args(info.annotation)):
             if isinstance(arg, type) and issubclass(arg, BaseModel):
-                found.append((name, arg))
+                found.append((prefix + name, arg))
+                found.extend(sections(arg, prefix + name + "."))
     return found
 
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
         Sampler,
     )
     from tunekit.core.output_paths import RelativeName
-    from tunekit.core.quantization import CalibrationParams, calibration_windows
+    from tunekit.core.quantization import CalibrationParams
+    from tunekit.core.texts import calibration_windows
 
 __version__ = "0.1.0"
 
@@ -45,7 +46,7 @@ _LAZY = {
     "PluginError": "tunekit.core.errors", "UsageError": "tunekit.core.errors",
     "MissingDependencyError": "tunekit.core.errors", "TunekitError": "tunekit.core.errors",
     # what a quantizer or a calibrated pruner needs to read calibration text the way the built-ins do
-    "CalibrationParams": "tunekit.core.quantization", "calibration_windows": "tunekit.core.quantization",
+    "CalibrationParams": "tunekit.core.quantization", "calibration_windows": "tunekit.core.texts",
     # a Params field type for file names a plugin writes into the output (absolute paths and .. refused)
     "RelativeName": "tunekit.core.output_paths",
 }

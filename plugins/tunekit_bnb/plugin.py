@@ -8,7 +8,7 @@ under 0.06 for d_in >= 576), declared as 8.0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
@@ -50,14 +50,16 @@ class Int8Params(PluginParams):
     keep_16bit: tuple[str, ...] = keep_patterns_field()
 
 
-class _BnbQuantizer(Quantizer):
+BnbParams = TypeVar("BnbParams", FourBitParams, Int8Params)
+
+
+class _BnbQuantizer(Quantizer[BnbParams]):
     """Shared behaviour: quantize on load through transformers' ``BitsAndBytesConfig``."""
 
     on_load: ClassVar[bool] = True
     trainable: ClassVar[bool] = True
     """QLoRA: PEFT trains LoRA adapters on bitsandbytes layers (``prepare_model_for_kbit_training``)."""
     requires = REQUIRES
-    params: Any
 
     def kept_16bit(self) -> tuple[str, ...]:
         return ("embed_tokens", *self.params.keep_16bit)
@@ -88,10 +90,9 @@ class _BnbQuantizer(Quantizer):
         return self.prepare_loaded(model, ctx)
 
 
-class NF4Quantizer(_BnbQuantizer):
+class NF4Quantizer(_BnbQuantizer[FourBitParams]):
     name = "nf4"
     summary = "bitsandbytes 4-bit NormalFloat (QLoRA's base), quantized on load"
-    Params = FourBitParams
     quant_type: ClassVar[str] = "nf4"
     # llama.cpp, Llama-3-8B: q4_0 (4-bit, one absmax per block of 32, like NF4's block of 64) +0.469 on
     # 6.2332 = +7.5%; QLoRA (Pile CC) puts NF4+DQ ahead of FP4 and Int4 (27.41 vs 31.07 vs 34.34).
@@ -99,7 +100,6 @@ class NF4Quantizer(_BnbQuantizer):
         "QLoRA base: NF4 + double quant beats FP4 and Int4 (QLoRA paper)",
         "dequantizes on every matmul: slower than 16-bit on CPU, memory ~4.1 bits/weight",
     ))
-    params: FourBitParams
 
     def bits_per_weight(self) -> float:
         if self.params.double_quant:
@@ -139,15 +139,13 @@ class FP4Quantizer(NF4Quantizer):
     ))
 
 
-class Int8Quantizer(_BnbQuantizer):
+class Int8Quantizer(_BnbQuantizer[Int8Params]):
     name = "int8"
     summary = "bitsandbytes LLM.int8() (8-bit weights, 16-bit outlier features), quantized on load"
-    Params = Int8Params
     # llama.cpp, Llama-3-8B: q8_0 +0.0027 on 6.2332 (+0.04%); LLM.int8() paper: no degradation up to 175B.
     effects = Effects(quality_cost=0.0004, speedup=0.5, notes=(
         "near-lossless; halves 16-bit memory, but the outlier decomposition makes matmuls slower",
     ))
-    params: Int8Params
 
     def bits_per_weight(self) -> float:
         return 8.0

@@ -15,7 +15,7 @@ from tunekit_gguf.writer import write_gguf
 
 if TYPE_CHECKING:
     from tunekit import StageContext
-    from tunekit_gguf import GGUFParams
+    from tunekit_gguf.plugin import GGUFParams
 
 
 def _stem(ctx: StageContext) -> str:

@@ -4,7 +4,7 @@ The ``direct`` types are encoded by the ``gguf`` package itself (the same refere
 ``convert_hf_to_gguf.py`` uses). K-quants and i-quants are mixtures that llama.cpp decides per tensor
 (``llama-quant.cpp``: Q4_K_M keeps half of ``attn_v``/``ffn_down`` at Q6_K, for example), so they go
 through llama.cpp's own ``llama_model_quantize`` from an F16 file: never a home-made encoder.
-Nominal bits per weight are those of the main block type (ggml block structs, ../shared/REFERENCE.md);
+Nominal bits per weight are those of the main block type (ggml block structs, docs/reference.md);
 a real file's figure is measured from its tensors (:func:`tunekit_gguf.inspect.summarize`).
 """
 

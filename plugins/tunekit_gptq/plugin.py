@@ -9,12 +9,12 @@ model would write the kernel's internal v2 layout, not the GPTQ v1 files vLLM an
 Bits per weight in GPTQ format: ``bits`` per weight, plus per group and output column one fp16 scale
 and one ``bits``-wide packed zero ((16 + bits) / g), plus a 32-bit ``g_idx`` entry per input row
 (32 / d_out, small: declared in ``notes``, not in the figure). AWQ's GEMM format stores the same
-scales and zeros without ``g_idx`` (REFERENCE.md: ~16/g + 4/g).
+scales and zeros without ``g_idx`` (docs/reference.md: ~16/g + 4/g).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -86,16 +86,17 @@ class AWQParams(_CommonParams):
                             "torch kernel packs only 16-bit weights, which CPUs without AVX512-BF16/AMX run slowly)")
 
 
-class _GPTQModelQuantizer(Quantizer):
+CommonParams = TypeVar("CommonParams", GPTQParams, AWQParams)
+
+
+class _GPTQModelQuantizer(Quantizer[CommonParams]):
     """Shared flow: quantize through GPTQModel in a temporary folder, reload, and save its files."""
 
     requires = REQUIRES
     method: ClassVar[str] = "gptq"
-    params: Any
 
-    def __init__(self, params: PluginParams | None = None) -> None:
-        super().__init__(params)
-        self.quantized_dir: Path | None = None
+    quantized_dir: Path | None = None
+    """GPTQModel's saved folder once ``apply`` ran (set per instance); ``save`` copies it into the output."""
 
     def bits_per_weight(self) -> float:
         return self.params.bits + group_overhead_bits(self.params.bits, self.params.group_size, zero=True)
@@ -125,10 +126,9 @@ class _GPTQModelQuantizer(Quantizer):
         return True
 
 
-class GPTQQuantizer(_GPTQModelQuantizer):
+class GPTQQuantizer(_GPTQModelQuantizer[GPTQParams]):
     name = "gptq"
     summary = "GPTQ (Hessian-based error feedback) through GPTQModel; GPTQ-format output for transformers/vLLM"
-    Params = GPTQParams
     method = "gptq"
     # AWQ paper, Llama-2-7B WikiText-2: FP16 5.47, GPTQ INT4 g128 5.69 (+4.0%); INT3 g128 6.43 (+17.6%).
     effects = Effects(quality_cost=0.040, speedup=1.5, notes=(
@@ -138,7 +138,6 @@ class GPTQQuantizer(_GPTQModelQuantizer):
     trainable: ClassVar[bool] = True
     """PEFT wraps GPTQModel's layers in its GPTQ LoRA layer; measured here, LoRA trains on the CPU torch
     kernel (loss falls; tests/plugins/test_gptq.py). The base stays frozen and quantized."""
-    params: GPTQParams
 
     def quantize_config(self) -> dict[str, Any]:
         p = self.params
@@ -149,10 +148,9 @@ class GPTQQuantizer(_GPTQModelQuantizer):
         return config
 
 
-class AWQQuantizer(_GPTQModelQuantizer):
+class AWQQuantizer(_GPTQModelQuantizer[AWQParams]):
     name = "awq"
     summary = "AWQ (activation-aware scaling) through GPTQModel; AWQ GEMM output for transformers/vLLM"
-    Params = AWQParams
     method = "awq"
     # AWQ paper, Llama-2-7B WikiText-2: FP16 5.47, AWQ INT4 g128 5.60 (+2.4%); INT3 g128 6.24 (+14.1%).
     effects = Effects(quality_cost=0.024, speedup=1.5, notes=(
@@ -161,7 +159,6 @@ class AWQQuantizer(_GPTQModelQuantizer):
     ))
     trainable: ClassVar[bool] = True
     """PEFT's ``AwqLoraLinear`` trains LoRA on GPTQModel's AWQ torch kernel (measured here, CPU)."""
-    params: AWQParams
 
     def quantize_config(self) -> dict[str, Any]:
         p = self.params

@@ -17,7 +17,7 @@ from tunekit.core.backends import guard_peft_gptqmodel
 
 if TYPE_CHECKING:
     from tunekit import StageContext
-    from tunekit_peft.adapters import PeftAdapter
+    from tunekit_peft.plugin import PeftAdapter
 
 
 def is_kbit(model: Any) -> bool:
@@ -81,13 +81,13 @@ def merge_for_export(model: Any, ctx: StageContext) -> Any:
     trained on, minus the quantization error."""
     if not is_kbit(model.get_base_model()):
         return model.merge_and_unload()
-    if ctx.model_path is None or ctx.extras.get("gguf_file"):
+    if ctx.model_path is None or ctx.run.gguf_file:
         raise PluginError("merging a QLoRA adapter needs the unquantized base model's folder (not a GGUF file)")
 
     def rebuild(base: Any) -> Any:
         replay = dataclasses.replace(ctx, metrics={}, log=lambda _: None)  # no second set of stage records
         for slot in ("context", "pruner"):
-            plugin = ctx.extras.get("stages", {}).get(slot)
+            plugin = ctx.run.stages.get(slot)
             if plugin is not None:
                 ctx.log(f"merge: re-applying {slot} '{plugin.name}' to the 16-bit base")
                 base = plugin.apply(base, replay) or base

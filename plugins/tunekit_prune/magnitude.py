@@ -13,7 +13,7 @@ from tunekit.core.arch import ALL_LINEAR, ATTENTION_MODULES, MLP_MODULES
 
 if TYPE_CHECKING:
     from tunekit import StageContext
-    from tunekit_prune import MagnitudePruner
+    from tunekit_prune.plugin import MagnitudePruner
 
 HEALING_WARNING = ("magnitude pruning removed {pct:.0f}% of the targeted weights{nm}: quality drops until a "
                    "healing fine-tune (e.g. LoRA on this model) recovers it{extra}")
@@ -85,7 +85,7 @@ def prune_model(plugin: MagnitudePruner, model: Any, ctx: StageContext) -> Any:
     total = sum(lin.weight.numel() for lin in linears.values())
     achieved = zeros / total
     pattern = f" in a {p.n_m} pattern" if nm else ""
-    extra = "; N:M pruning by magnitude costs the most (REFERENCE.md: 2:4 ppl 5.12 -> 54.59 on Llama-2-7B)" \
+    extra = "; N:M pruning by magnitude costs the most (docs/reference.md: 2:4 ppl 5.12 -> 54.59 on Llama-2-7B)" \
         if nm else ""
     warning = HEALING_WARNING.format(pct=100 * achieved, nm=pattern, extra=extra)
     ctx.metrics.setdefault("warnings", []).append(warning)

@@ -8,7 +8,7 @@ from tunekit import UsageError
 
 if TYPE_CHECKING:
     from tunekit import StageContext
-    from tunekit_rope import RopeExtender
+    from tunekit_rope.plugin import RopeExtender
 
 
 def rotary_modules(model: Any) -> list[tuple[str, Any]]:

@@ -40,12 +40,11 @@ class RTNParams(PluginParams):
         return self
 
 
-class RTNQuantizer(Quantizer):
+class RTNQuantizer(Quantizer[RTNParams]):
     """Round-to-nearest in plain torch; no calibration data, runs anywhere."""
 
     name = "rtn"
     summary = "Round-to-nearest weight quantization (baseline; fake-quant output in the model's dtype)"
-    Params = RTNParams
     requires = Requirements(packages=("torch",), extra="torch", cuda=False, calibration=False)
     # AWQ paper (Llama-2-7B, WikiText-2, INT4 g128): RTN 5.73 vs FP16 5.47 -> +4.8%.
     effects = Effects(quality_cost=0.048, speedup=1.0, notes=(
@@ -55,7 +54,6 @@ class RTNQuantizer(Quantizer):
     trainable: ClassVar[bool] = True
     """The output is an ordinary dense model, so an adapter trains on it like on any other."""
 
-    params: RTNParams
 
     def bits_per_weight(self) -> float:
         p = self.params

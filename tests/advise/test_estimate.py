@@ -1,4 +1,4 @@
-"""The estimator's formulas against hand-computed values (REFERENCE.md) and its inverse questions."""
+"""The estimator's formulas against hand-computed values (docs/reference.md) and its inverse questions."""
 
 from __future__ import annotations
 
@@ -30,17 +30,15 @@ from tunekit.advise.estimate import (
     layer_bytes_16bit,
     logits_bytes,
     lora_dropout_bytes_per_token,
-    max_batch,
-    max_seq_len,
     norm_upcast_bytes_per_token,
     quant_spec,
     quantized_input_bytes_per_token,
     setup_from_recipe,
-    smallest_quant_that_fits,
     training_activation_bytes,
     training_state_bytes,
     weight_bytes,
 )
+from tunekit.advise.limits import max_batch, max_seq_len, smallest_quant_that_fits
 from tunekit.core.arch import ModelArch
 from tunekit.core.errors import UsageError
 from tunekit.core.model_facts import resolve_model
@@ -278,6 +276,10 @@ def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
     infer = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=512)
     assert (infer.method, infer.seq_len) == ("infer", 512)
     assert infer.quant.bits == pytest.approx(8 + 20 / 128)
+    path.write_text("model: {id: llama-2-7b}\ntrain: {seq_len: 512, optimizer: adamw-8bit}\n")  # no adapter
+    full = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    assert (full.method, full.seq_len, full.optimizer) == ("full", 512, "adamw-8bit")
+    assert estimate(arch, full).total_gb > estimate(arch, method="lora", seq_len=512).total_gb
 
 
 def test_unknown_architecture_says_what_it_guessed() -> None:
@@ -341,14 +343,14 @@ def test_estimate_quant_and_recommend_agree_on_every_quantizer() -> None:
 
     registry = load_registry()
     arch = resolve_model("llama-3.1-8b")
-    names = sorted(registry.classes.get("quantizer", {}))
+    names = sorted(registry.of("quantizer"))
     assert "rtn" in names
     for name in names:
         out = CliRunner().invoke(cli, ["estimate", "--model", "llama-3.1-8b", "--method", "infer", "--quant", name,
                                        "--json"])
         assert out.exit_code == 0, out.output
         cli_weights = json.loads(out.output)["breakdown"]["weights"]
-        rec_weights = weight_bytes(arch, quant_spec_of(registry.classes["quantizer"][name]())) / GB
+        rec_weights = weight_bytes(arch, quant_spec_of(registry.of("quantizer")[name]())) / GB
         assert cli_weights == pytest.approx(rec_weights, abs=0.001), name
 
 

@@ -18,7 +18,7 @@ LLAMA3_8B = ModelArch(name="llama-3-8b", layers=32, hidden=4096, intermediate=14
 
 
 def test_kv_cache_matches_the_reference_figure() -> None:
-    # REFERENCE.md: Llama-3-8B fp16 KV cache is 1 GiB at 8k tokens, 16 GiB at 128k
+    # docs/reference.md: Llama-3-8B fp16 KV cache is 1 GiB at 8k tokens, 16 GiB at 128k
     assert kv_cache_bytes(LLAMA3_8B, 8192) == 1 * GIB
     assert kv_cache_bytes(LLAMA3_8B, 131072) == 16 * GIB
     assert kv_cache_bytes(LLAMA3_8B, 8192, "q8_0") == int(GIB * 34 / 64)

@@ -54,7 +54,7 @@ def check_kind(hook: str) -> None:
     arch = ModelArch(name="tiny", layers=2, hidden=256, intermediate=512, heads=4, kv_heads=2, vocab=512)
     kind = {v: k for k, v in KIND_HOOKS.items()}[hook]
     registry = registry_for(hook)
-    (cls,) = registry.classes[kind].values()
+    (cls,) = registry.of(kind).values()
     plugin = cls()
     assert cls.summary and all(f.description for f in cls.Params.model_fields.values())
     declared = {"quantizer": lambda: plugin.bits_per_weight(), "adapter": lambda: plugin.trainable_params(arch),

@@ -150,8 +150,10 @@ def test_fsdp1_full_finetune_keeps_the_original_parameters(recipe: Path, tmp_pat
 def test_zero3_offload_json_is_filled_by_the_trainer(recipe: Path, tmp_path: Path) -> None:
     """Every "auto" in the DeepSpeed JSON is one transformers' Trainer fills from the train section."""
     from accelerate.utils.deepspeed import HfDeepSpeedConfig
-    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+    from transformers import TrainingArguments
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig as TrainerDeepSpeedConfig
+
+    from tunekit.testing import build_tiny_model
 
     # transformers' class only gets its accelerate base when deepspeed is installed (a GPU extra); rebuild it
     # on that base so its own "auto"-filling methods run here unchanged.
@@ -171,8 +173,7 @@ def test_zero3_offload_json_is_filled_by_the_trainer(recipe: Path, tmp_path: Pat
     args = TrainingArguments(output_dir=str(tmp_path / "t"), per_device_train_batch_size=2,
                              gradient_accumulation_steps=4, learning_rate=1e-4, use_cpu=True, report_to="none")
     ds.trainer_config_process(args)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=1,
-                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=256))
+    model = build_tiny_model(hidden_size=128, intermediate_size=256, num_hidden_layers=1)
     ds.trainer_config_finalize(args, model, num_training_steps=10)  # raises if any "auto" is left unfilled
     assert ds.config["train_micro_batch_size_per_gpu"] == 2 and ds.config["gradient_accumulation_steps"] == 4
     assert ds.config["optimizer"]["params"]["lr"] == 1e-4

@@ -10,7 +10,7 @@ from tunekit.core.kind_specs import KIND_SPECS, RECIPE_KINDS, STAGE_KIND
 from tunekit.core.kinds import BASES, KINDS
 from tunekit.core.recipe_model import Recipe
 from tunekit.run.model_card import SLOTS
-from tunekit.run.pipeline import STAGES
+from tunekit.run.plan import STAGES
 
 
 def test_every_kind_has_its_hook_and_public_base_class() -> None:

@@ -85,7 +85,7 @@ def with_impostors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
 
 def test_builtin_method_wins_and_the_newcomer_is_reported(with_impostors: Registry) -> None:
     registry = with_impostors
-    assert registry.classes["quantizer"]["rtn"].__module__.startswith("tunekit_rtn")
+    assert registry.of("quantizer")["rtn"].__module__.startswith("tunekit_rtn")
     assert registry.owners[("quantizer", "rtn")].distribution == "tunekit"
     clash = [f for f in registry.failures if "quantizer name 'rtn'" in f.error]
     assert [(f.plugin, f.distribution) for f in clash] == [("aaa-takeover", "tunekit-evil")]
@@ -93,9 +93,9 @@ def test_builtin_method_wins_and_the_newcomer_is_reported(with_impostors: Regist
 
 def test_entry_point_named_like_a_builtin_does_not_drop_the_builtin(with_impostors: Registry) -> None:
     registry = with_impostors
-    assert {"linear", "dynamic", "yarn", "llama3", "longrope"} <= set(registry.classes["context"])
-    assert registry.classes["context"]["yarn"].__module__.startswith("tunekit_rope")
-    assert "evil-own" not in registry.classes["context"]  # the impostor package was not loaded at all
+    assert {"linear", "dynamic", "yarn", "llama3", "longrope"} <= set(registry.of("context"))
+    assert registry.of("context")["yarn"].__module__.startswith("tunekit_rope")
+    assert "evil-own" not in registry.of("context")  # the impostor package was not loaded at all
     assert registry.sources["rope"].distribution == "tunekit"
     clash = [f for f in registry.failures if f.plugin == "rope"]
     assert len(clash) == 1 and clash[0].distribution == "tunekit-evil-rope"

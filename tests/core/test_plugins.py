@@ -16,7 +16,7 @@ from fake_plugins import ALL, BY_NAME, entry_point, forget_modules, install
 
 import tunekit.core.registry as plugins_mod
 from tunekit.cli.main import cli
-from tunekit.core.errors import PluginError
+from tunekit.core.errors import PluginError, UnknownPluginError
 from tunekit.core.registry import Registry, load_registry
 
 
@@ -47,7 +47,7 @@ def failures_of(registry: Registry, plugin: str) -> list[str]:
 def test_good_plugin_registers_its_classes_with_its_distribution(everything: Registry) -> None:
     cls = everything.get("pruner", "fake-magnitude")
     assert cls.__module__ == "tk_fake_good"
-    owner = everything.owners[("pruner", "fake-magnitude")]
+    owner = everything.owner("pruner", "fake-magnitude")
     assert (owner.plugin, owner.distribution, owner.version) == ("good", "tunekit-good", "1.0")
     assert failures_of(everything, "good") == []
     assert cls(cls.Params.model_validate({"sparsity": 0.25})).sparsity() == 0.25  # type: ignore[attr-defined]
@@ -79,12 +79,12 @@ def test_each_broken_plugin_is_recorded_with_distribution_version_and_error(
 
 def test_a_failure_skips_only_the_broken_part(everything: Registry) -> None:
     """Isolation is per implementation and per class, not per plugin or per registry."""
-    assert "fake-adapter" in everything.classes["adapter"]  # same plugin as the raising quantizer hook
-    assert "fake-greedy" in everything.classes["sampler"]  # same plugin as the misspelled hook
-    assert "no-default" not in everything.classes["context"]
-    assert "bad-default" not in everything.classes["context"]
-    assert "loose" not in everything.classes["quantizer"]
-    assert everything.classes["pruner"]["fake-magnitude"].__module__ == "tk_fake_good"  # first wins
+    assert "fake-adapter" in everything.of("adapter")  # same plugin as the raising quantizer hook
+    assert "fake-greedy" in everything.of("sampler")  # same plugin as the misspelled hook
+    assert "no-default" not in everything.of("context")
+    assert "bad-default" not in everything.of("context")
+    assert "loose" not in everything.of("quantizer")
+    assert everything.of("pruner")["fake-magnitude"].__module__ == "tk_fake_good"  # first wins
     assert any("NoDefault.Params() has no valid defaults" in e for e in failures_of(everything, "bad-default"))
 
 
@@ -92,7 +92,7 @@ def test_duplicate_entry_point_name_is_recorded(fresh: None, monkeypatch: pytest
     twin = entry_point(BY_NAME["bad-name"], name="good")  # a second distribution claiming "good"
     install(monkeypatch, tmp_path, [BY_NAME["good"], BY_NAME["bad-name"]], extra=(twin,))
     registry = load_registry()
-    assert "fake-magnitude" in registry.classes["pruner"]
+    assert "fake-magnitude" in registry.of("pruner")
     assert any("another entry point already uses this name" in f.error and f.distribution == "tunekit-shout"
                for f in registry.failures)
 
@@ -103,8 +103,8 @@ def test_disable_plugins_env_skips_named_plugins_without_loading_them(
     install(monkeypatch, tmp_path, ALL)
     monkeypatch.setenv("TUNEKIT_DISABLE_PLUGINS", "fails-import, good,exits-import")
     registry = load_registry()
-    assert "fake-magnitude" in registry.classes["pruner"]  # the duplicate now wins: good is disabled
-    assert registry.classes["pruner"]["fake-magnitude"].__module__ == "tk_fake_duplicate"
+    assert "fake-magnitude" in registry.of("pruner")  # the duplicate now wins: good is disabled
+    assert registry.of("pruner")["fake-magnitude"].__module__ == "tk_fake_duplicate"
     assert failures_of(registry, "fails-import") == []
     assert failures_of(registry, "exits-import") == []
     assert failures_of(registry, "good") == []
@@ -221,3 +221,22 @@ def test_in_process_modules_register_without_entry_points(fresh: None) -> None:
     registry = load_registry(entry_points=False, extra_modules=[module])
     assert registry.get("pruner", "tiny") is Tiny
     assert registry.owners[("pruner", "tiny")].distribution == "(in-process)"
+
+
+def test_other_modules_read_and_report_through_public_methods(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``of(kind)`` is a read-only view (only the loader fills the tables); ``record_failure`` honours strict mode."""
+    registry = load_registry(entry_points=False)
+    view = registry.of("pruner")
+    assert dict(view) == {}
+    with pytest.raises(TypeError):
+        view["x"] = object()  # type: ignore[index]
+    with pytest.raises(ValueError, match="unknown plugin kind 'prunr'"):
+        registry.of("prunr")
+    with pytest.raises(UnknownPluginError, match="unknown pruner 'nothing'"):
+        registry.owner("pruner", "nothing")
+    registry.record_failure("mine", "tunekit_rules(): bad rule")
+    recorded = [(f.plugin, f.distribution, f.error) for f in registry.failures]
+    assert recorded == [("mine", "?", "tunekit_rules(): bad rule")]
+    monkeypatch.setenv("TUNEKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'mine'"):
+        registry.record_failure("mine", "again")

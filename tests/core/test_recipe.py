@@ -10,7 +10,7 @@ import pytest
 import recipe_fakes
 from recipe_fakes import fake_registry
 
-import tunekit.core.recipe as recipe_mod
+from tunekit.core import recipe_files
 from tunekit.core.errors import RecipeError
 from tunekit.core.recipe import apply_overrides, deep_merge, load_recipe
 from tunekit.core.registry import Registry
@@ -26,7 +26,7 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in shipped recipe directory (the real one is covered by test_shipped_recipes)."""
     directory = tmp_path / "shipped"
     directory.mkdir()
-    monkeypatch.setattr(recipe_mod, "shipped_recipe_dir", lambda: directory)
+    monkeypatch.setattr(recipe_files, "shipped_recipe_dir", lambda: directory)
     return directory
 
 
@@ -187,7 +187,7 @@ def test_extends_by_shipped_name(tmp_path: Path, shipped: Path, registry: Regist
 
 def test_extends_a_real_shipped_recipe_by_name(tmp_path: Path, registry: Registry) -> None:
     """The real shipped directory (packaged as tunekit/_recipes in a wheel) is searched by name."""
-    shipped_names = sorted(p.stem for p in recipe_mod.shipped_recipe_dir().glob("*.yaml"))
+    shipped_names = sorted(p.stem for p in recipe_files.shipped_recipe_dir().glob("*.yaml"))
     assert shipped_names, "no shipped recipes found"
     child = write(tmp_path / "mine.yaml", f"extends: {shipped_names[0]}\nname: mine\n")
     recipe = load_recipe(child, registry=registry, resolve=False).recipe  # plugins: test_shipped_recipes

@@ -7,16 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from pydantic import ValidationError
-from quant_helpers import (
-    context,
-    linear_weight_counts,
-    logits,
-    quantization_config,
-    relative_error,
-    save_tiny,
-    saved_bits_per_weight,
-    tiny_llama,
-)
+from quant_helpers import linear_weight_counts, logits, quantization_config, relative_error
 from tunekit_bnb import FP4Quantizer, Int8Quantizer, NF4Quantizer
 from tunekit_bnb.fixups import cpu_repack_available
 
@@ -24,6 +15,7 @@ from tunekit.core.arch import ModelArch
 from tunekit.core.errors import MissingDependencyError, PluginError, UsageError
 from tunekit.core.quantization import portable_cpu_kernels
 from tunekit.core.registry import get_registry
+from tunekit.testing import build_tiny_model, make_context, save_tiny_model, saved_bits_per_weight
 
 torch.set_num_threads(2)
 
@@ -43,20 +35,21 @@ def test_registered_and_declared_without_torch() -> None:
 
 
 def test_load_kwargs_build_a_bitsandbytes_config() -> None:
-    config = NF4Quantizer().load_kwargs(context())["quantization_config"]
+    config = NF4Quantizer().load_kwargs(make_context())["quantization_config"]
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == torch.float32  # 'auto' on CPU
-    gpu = context(device="cuda")
+    gpu = make_context(device="cuda")
     assert NF4Quantizer().load_kwargs(gpu)["quantization_config"].bnb_4bit_compute_dtype == torch.bfloat16
-    eight = Int8Quantizer(Int8Quantizer.Params(llm_int8_threshold=4.0)).load_kwargs(context())["quantization_config"]
+    int8 = Int8Quantizer(Int8Quantizer.Params(llm_int8_threshold=4.0))
+    eight = int8.load_kwargs(make_context())["quantization_config"]
     assert eight.load_in_8bit and eight.llm_int8_threshold == 4.0 and eight.llm_int8_skip_modules == ["lm_head"]
 
 
 def test_cpu_4bit_widths_must_be_multiples_of_32() -> None:
     arch = ModelArch(name="odd", layers=2, hidden=200, intermediate=400, heads=4, kv_heads=2, vocab=512)
     with pytest.raises(UsageError, match="multiples of 32"):
-        NF4Quantizer().load_kwargs(context(arch=arch))
-    NF4Quantizer().load_kwargs(context(arch=arch, device="cuda"))  # only the CPU path has the limit
+        NF4Quantizer().load_kwargs(make_context(arch=arch))
+    NF4Quantizer().load_kwargs(make_context(arch=arch, device="cuda"))  # only the CPU path has the limit
 
 
 def test_missing_backend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,12 +58,12 @@ def test_missing_backend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name))
     with pytest.raises(MissingDependencyError, match=r"tunekit\[bnb\]"):
-        NF4Quantizer().load_kwargs(context())
+        NF4Quantizer().load_kwargs(make_context())
 
 
 def test_apply_refuses_a_model_loaded_without_the_config() -> None:
     with pytest.raises(PluginError, match="no quantized layer"):
-        NF4Quantizer().apply(tiny_llama(), context())
+        NF4Quantizer().apply(build_tiny_model(), make_context())
 
 
 @pytest.mark.parametrize("plugin,max_error", [
@@ -81,12 +74,12 @@ def test_apply_refuses_a_model_loaded_without_the_config() -> None:
 def test_quantize_on_load_save_reload(tmp_path: Path, plugin: NF4Quantizer | Int8Quantizer, max_error: float) -> None:
     from transformers import AutoModelForCausalLM
 
-    source = save_tiny(tmp_path / "source")
+    source = save_tiny_model(tmp_path / "source")
     full = AutoModelForCausalLM.from_pretrained(source)
     reference = logits(full)
     counts = linear_weight_counts(full)
 
-    ctx = context(source)
+    ctx = make_context(source)
     model = AutoModelForCausalLM.from_pretrained(source, **plugin.load_kwargs(ctx))
     model = plugin.prepare_loaded(model, ctx)  # what the pipeline's load stage does, before any forward
     assert ctx.metrics["quantize"]["quantized_layers"] == 14  # lm_head kept

@@ -41,7 +41,7 @@ KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 
 def builtin_plugins() -> list[tuple[str, str, type[Any]]]:
     registry = get_registry()
-    return [(kind, name, cls) for kind in CONTRACTS for name, cls in sorted(registry.classes[kind].items())
+    return [(kind, name, cls) for kind in CONTRACTS for name, cls in sorted(registry.of(kind).items())
             if registry.owners[(kind, name)].distribution == "tunekit"]
 
 

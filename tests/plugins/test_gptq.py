@@ -9,20 +9,12 @@ from typing import Any
 import pytest
 import torch
 from pydantic import ValidationError
-from quant_helpers import (
-    context,
-    linear_weight_counts,
-    logits,
-    quantization_config,
-    relative_error,
-    save_tiny,
-    saved_bits_per_weight,
-    tiny_llama,
-)
+from quant_helpers import linear_weight_counts, logits, quantization_config, relative_error
 from tunekit_gptq import AWQQuantizer, GPTQQuantizer
 
 from tunekit.core.errors import MissingDependencyError, UsageError
 from tunekit.core.registry import get_registry
+from tunekit.testing import build_tiny_model, build_tokenizer, make_context, save_tiny_model, saved_bits_per_weight
 
 torch.set_num_threads(2)
 
@@ -62,30 +54,30 @@ def test_missing_backend_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gptqmodel" else real(name))
     with pytest.raises(MissingDependencyError, match=r"pip install 'tunekit\[gptq\]'"):
-        gptq().apply(tiny_llama(), context())
+        gptq().apply(build_tiny_model(), make_context())
 
 
 @needs_gptqmodel
 def test_cuda_only_kernel_on_cpu_says_so() -> None:
     with pytest.raises(MissingDependencyError, match=r"needs an NVIDIA GPU.*kernel: auto"):
-        gptq(kernel="marlin").apply(tiny_llama(), context())
+        gptq(kernel="marlin").apply(build_tiny_model(), make_context())
 
 
 @needs_gptqmodel
 def test_group_size_must_divide_input_widths() -> None:
-    model = tiny_llama(hidden_size=192, num_attention_heads=3, num_key_value_heads=1, intermediate_size=384)
+    model = build_tiny_model(hidden_size=192, num_attention_heads=3, num_key_value_heads=1, intermediate_size=384)
     with pytest.raises(UsageError, match="group_size 128 does not divide"):
-        gptq(group_size=128).apply(model, context())
+        gptq(group_size=128).apply(model, make_context())
 
 
 def run_and_check(plugin: GPTQQuantizer | AWQQuantizer, tmp_path: Path, max_error: float) -> dict:
     from transformers import AutoModelForCausalLM
 
-    source = save_tiny(tmp_path / "source")
+    source = save_tiny_model(tmp_path / "source")
     full = AutoModelForCausalLM.from_pretrained(source)
     reference = logits(full)
     counts = linear_weight_counts(full)
-    ctx = context(source)
+    ctx = make_context(source)
     model = plugin.apply(full, ctx)
     before_save = logits(model)
     assert 0 < relative_error(before_save, reference) < max_error
@@ -145,36 +137,41 @@ def test_shipped_recipes_validate(method: str) -> None:
 
 
 def test_calibration_windows_from_file_data_or_shipped_text(tmp_path: Path) -> None:
-    from train_helpers import tokenizer
+    from tunekit.core.quantization import CalibrationParams
+    from tunekit.core.texts import calibration_path, calibration_windows
 
-    from tunekit.core.quantization import CalibrationParams, calibration_windows, shipped_calibration_text
-
-    assert "persuasion" not in shipped_calibration_text().name  # evaluation text never calibrates
-    windows = calibration_windows(tokenizer(), CalibrationParams(n_samples=5, seq_len=32))
+    assert "persuasion" not in calibration_path(CalibrationParams(), None).name  # evaluation text never calibrates
+    windows = calibration_windows(build_tokenizer(), CalibrationParams(n_samples=5, seq_len=32))
     assert len(windows) == 5 and all(len(w) == 32 for w in windows)
     text = tmp_path / "calib.jsonl"
     text.write_text('{"text": "a short line"}\n')
     with pytest.raises(UsageError, match="fewer than seq_len"):
-        calibration_windows(tokenizer(), CalibrationParams(file=str(text), seq_len=64))
+        calibration_windows(build_tokenizer(), CalibrationParams(file=str(text), seq_len=64))
     with pytest.raises(UsageError, match="not found"):
-        calibration_windows(tokenizer(), CalibrationParams(file=str(tmp_path / "missing.txt")))
-    ctx = context(data_path=text)
+        calibration_windows(build_tokenizer(), CalibrationParams(file=str(tmp_path / "missing.txt")))
+    ctx = make_context(data_path=text)
     with pytest.raises(UsageError, match="fewer than seq_len"):  # the run's --data is used when no file is named
-        calibration_windows(tokenizer(), CalibrationParams(seq_len=64), ctx)
+        calibration_windows(build_tokenizer(), CalibrationParams(seq_len=64), ctx)
 
 
 @needs_gptqmodel
 @pytest.mark.slow
 def test_gptq_beats_rtn_on_the_real_model() -> None:
     """SmolLM2-135M, 4-bit g64 (576 is not a multiple of 128): GPTQ's error feedback must beat plain rounding."""
-    from quant_helpers import PERSUASION, perplexity, smollm2_path
+    from quant_helpers import PERSUASION
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from tunekit_rtn import RTNQuantizer
+
+    from tunekit.core.fixtures import smollm2_path
+    from tunekit.run.evaluate import perplexity_of_ids
+
+    def perplexity(model: Any, ids: list[int]) -> float:
+        return perplexity_of_ids(model, ids, seq_len=256).perplexity
 
     path = smollm2_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = tokenizer(PERSUASION.read_text()[:10000])["input_ids"][:1024]
-    ctx = context(path)
+    ctx = make_context(path)
     ctx.tokenizer = tokenizer
     rtn_model = RTNQuantizer(RTNQuantizer.Params(bits=4, group_size=64)).apply(
         AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), ctx)
@@ -205,10 +202,9 @@ def test_a_gptqmodel_crash_is_a_clear_error_not_a_dead_process(tmp_path: Path) -
     from tunekit_gptq.backend import run_in_child
 
     from tunekit.core.errors import PluginError
-    from tunekit.core.fixtures import tiny_llama as tiny_llama_folder
 
     source = tmp_path / "source"
-    tiny_llama_folder(hidden=128, intermediate=256, save_to=source)
+    save_tiny_model(source, hidden_size=128, intermediate_size=256)
     spec = {"method": "awq", "params": awq(group_size=128).params.model_dump(mode="json"), "device": "cpu",
             "dtype": "float32",  # AWQ's torch kernel packs only fp16/bf16: GPTQModel's worker raises
             "threads": torch.get_num_threads(), "source": str(source), "out": str(tmp_path / "out"),

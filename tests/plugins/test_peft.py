@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 import torch
 from pydantic import ValidationError
-from train_helpers import INSTRUCT, tiny_model, tokenizer, write_text_jsonl
-from tunekit_peft.adapters import Dora, Lora, LoraFA, LoraPlus, PeftAdapter, Vera
+from train_helpers import INSTRUCT, write_text_jsonl
+from tunekit_peft import Dora, Lora, LoraFA, LoraPlus, PeftAdapter, Vera
 
 from tunekit.core.arch import ModelArch
 from tunekit.core.context import StageContext
 from tunekit.core.recipe_model import Recipe
 from tunekit.core.registry import get_registry
 from tunekit.run.training import train
+from tunekit.testing import build_tiny_model, build_tokenizer
 
 torch.set_num_threads(2)
 
@@ -38,7 +39,7 @@ CASES: list[tuple[type[PeftAdapter], dict[str, Any]]] = [
 
 def context(data: Path = INSTRUCT, **train: Any) -> StageContext:
     recipe = Recipe.model_validate({"train": train} if train else {})
-    return StageContext(recipe=recipe, tokenizer=tokenizer(), data_path=data, log=lambda _: None)
+    return StageContext(recipe=recipe, tokenizer=build_tokenizer(), data_path=data, log=lambda _: None)
 
 
 def test_published_llama2_7b_counts() -> None:
@@ -57,7 +58,7 @@ def test_declarations_scale_as_the_papers_say() -> None:
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
 @pytest.mark.parametrize(("cls", "params"), CASES, ids=lambda v: v.name if isinstance(v, type) else str(v))
 def test_declared_count_equals_peft(family: str, cls: type[PeftAdapter], params: dict[str, Any]) -> None:
-    model = tiny_model(family)
+    model = build_tiny_model(family=family)
     arch = ModelArch.from_hf_config(model.config.to_dict())
     plugin = cls(cls.Params(**params))
     ctx = context()
@@ -67,7 +68,7 @@ def test_declared_count_equals_peft(family: str, cls: type[PeftAdapter], params:
 
 
 def test_plugins_register_and_stay_torch_free() -> None:
-    assert {"lora", "dora", "lora-plus", "lora-fa", "vera"} <= set(get_registry().classes["adapter"])
+    assert {"lora", "dora", "lora-plus", "lora-fa", "vera"} <= set(get_registry().of("adapter"))
     code = "import sys, tunekit_peft; assert not {'torch', 'peft'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -97,7 +98,7 @@ def test_each_adapter_lowers_the_loss(cls: type[PeftAdapter], lr: float, tmp_pat
     ctx = context(text_data, **TRAIN, lr=lr)
     ctx.output_dir = tmp_path
     plugin = cls(cls.Params(r=32) if cls is Vera else cls.Params(r=8))
-    train(plugin.apply(tiny_model(), ctx), ctx, plugin)
+    train(plugin.apply(build_tiny_model(), ctx), ctx, plugin)
     report = ctx.metrics["train"]
     losses = [loss for _, loss in report["loss_curve"]]
     assert sum(losses[-2:]) < sum(losses[:2])
@@ -107,7 +108,7 @@ def test_each_adapter_lowers_the_loss(cls: type[PeftAdapter], lr: float, tmp_pat
 
 def test_lora_plus_gives_b_a_higher_learning_rate() -> None:
     plugin = LoraPlus(LoraPlus.Params(r=4))
-    model = plugin.apply(tiny_model(), context())
+    model = plugin.apply(build_tiny_model(), context())
     optimizer = plugin.optimizer(model, 1e-4, 0.0)
     names = {id(p): n for n, p in model.named_parameters()}
     lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
@@ -120,7 +121,7 @@ def test_lora_fa_leaves_a_unchanged(tmp_path: Path, text_data: Path) -> None:
     ctx = context(text_data, **{**TRAIN, "max_steps": 3}, lr=1e-2)
     ctx.output_dir = tmp_path
     plugin = LoraFA(LoraFA.Params(r=4))
-    model = plugin.apply(tiny_model(), ctx)
+    model = plugin.apply(build_tiny_model(), ctx)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     train(model, ctx, plugin)
     after = dict(model.named_parameters())
@@ -131,7 +132,7 @@ def test_lora_fa_leaves_a_unchanged(tmp_path: Path, text_data: Path) -> None:
 def trained_adapter(tmp_path: Path, plugin: PeftAdapter) -> Any:
     ctx = context(write_text_jsonl(tmp_path / "austen.jsonl", 8), **{**TRAIN, "max_steps": 2, "eval_split": 0}, lr=1e-2)
     ctx.output_dir = tmp_path / "run"
-    return train(plugin.apply(tiny_model(), ctx), ctx, plugin)
+    return train(plugin.apply(build_tiny_model(), ctx), ctx, plugin)
 
 
 @pytest.mark.parametrize("cls", [Lora, Vera], ids=lambda c: c.name)
@@ -140,10 +141,10 @@ def test_saved_adapter_reloads_with_the_same_logits(cls: type[PeftAdapter], tmp_
 
     model = trained_adapter(tmp_path, cls(cls.Params(r=8)))
     model.save_pretrained(tmp_path / "adapter")
-    ids = torch.tensor([tokenizer()("It is a truth universally acknowledged")["input_ids"]])
-    reloaded = PeftModel.from_pretrained(tiny_model(), tmp_path / "adapter").eval()
+    ids = torch.tensor([build_tokenizer()("It is a truth universally acknowledged")["input_ids"]])
+    reloaded = PeftModel.from_pretrained(build_tiny_model(), tmp_path / "adapter").eval()
     with torch.no_grad():
-        expected, got, base = model(ids).logits, reloaded(ids).logits, tiny_model()(ids).logits
+        expected, got, base = model(ids).logits, reloaded(ids).logits, build_tiny_model()(ids).logits
     assert torch.allclose(expected, got, atol=1e-5)
     assert not torch.allclose(expected, base, atol=1e-3)  # the adapter changed something
 
@@ -152,7 +153,7 @@ def test_merged_model_matches_the_adapter(tmp_path: Path) -> None:
     from tunekit_peft.build import merged
 
     model = trained_adapter(tmp_path, Lora(Lora.Params(r=8)))
-    ids = torch.tensor([tokenizer()("Mr. Darcy bowed")["input_ids"]])
+    ids = torch.tensor([build_tokenizer()("Mr. Darcy bowed")["input_ids"]])
     with torch.no_grad():
         expected = model(ids).logits
         plain = merged(model)
@@ -164,7 +165,7 @@ def test_qlora_trains_on_nf4(tmp_path: Path, text_data: Path) -> None:
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     from tunekit_peft.build import merged
 
-    tiny_model().save_pretrained(tmp_path / "base")
+    build_tiny_model().save_pretrained(tmp_path / "base")
     nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(tmp_path / "base", quantization_config=nf4, dtype=torch.float32)
     for module in base.modules():  # what the nf4 quantizer's apply does on CPU (see tunekit_bnb.fixups)
@@ -182,4 +183,4 @@ def test_qlora_trains_on_nf4(tmp_path: Path, text_data: Path) -> None:
     plain = merged(model, tmp_path / "base")  # QLoRA merge: into the unquantized base, not the NF4 one
     weight = plain.model.layers[0].self_attn.q_proj.weight
     assert type(plain).__name__ == "LlamaForCausalLM" and weight.dtype == torch.float32
-    assert not torch.equal(weight, tiny_model().model.layers[0].self_attn.q_proj.weight)
+    assert not torch.equal(weight, build_tiny_model().model.layers[0].self_attn.q_proj.weight)

@@ -18,9 +18,9 @@ LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 
 def tiny() -> Any:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import build_tiny_model
 
-    return tiny_llama(max_positions=64)[0]
+    return build_tiny_model(hidden_size=128, intermediate_size=256, max_position_embeddings=64)
 
 
 def ctx() -> StageContext:

@@ -1,5 +1,5 @@
 """RoPE context extenders: rope_parameters written the transformers-5 way, inverse frequencies equal to the
-published formulas (REFERENCE.md "Context extension"), and forwards at 2-4x the original context run."""
+published formulas (docs/reference.md "Context extension"), and forwards at 2-4x the original context run."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ HEAD_DIM = 32  # hidden 128 / 4 heads
 
 
 def tiny() -> Any:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import build_tiny_model
 
-    return tiny_llama(max_positions=L, rope_theta=THETA)[0]
+    return build_tiny_model(hidden_size=128, intermediate_size=256, max_position_embeddings=L,
+                            rope_parameters={"rope_type": "default", "rope_theta": THETA})
 
 
 def ctx() -> StageContext:

@@ -7,20 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from pydantic import ValidationError
-from quant_helpers import (
-    context,
-    linear_weight_counts,
-    logits,
-    quantization_config,
-    relative_error,
-    saved_bits_per_weight,
-    tiny_llama,
-)
+from quant_helpers import linear_weight_counts, logits, quantization_config, relative_error
 from tunekit_rtn import RTNQuantizer
 from tunekit_rtn.rounding import quantize_weight
 
 from tunekit.core.errors import UsageError
 from tunekit.core.registry import get_registry
+from tunekit.testing import build_tiny_model, make_context, saved_bits_per_weight
 
 torch.set_num_threads(2)
 
@@ -61,12 +54,12 @@ def test_grid_has_at_most_2_to_the_bits_levels(granularity: str, sym: bool) -> N
 
 
 def test_quantize_save_reload(tmp_path: Path) -> None:
-    model = tiny_llama()
+    model = build_tiny_model()
     before = logits(model)
     lm_head = model.lm_head.weight.clone()
     counts = linear_weight_counts(model)
     plugin = rtn(bits=4, group_size=64)
-    ctx = context()
+    ctx = make_context()
     model = plugin.apply(model, ctx)
     after = logits(model)
     assert ctx.metrics["quantize"]["quantized_layers"] == 14
@@ -88,9 +81,9 @@ def test_quantize_save_reload(tmp_path: Path) -> None:
 def test_more_bits_less_error() -> None:
     errors = []
     for bits in (3, 4, 8):
-        model = tiny_llama()
+        model = build_tiny_model()
         before = logits(model)
-        rtn(bits=bits, group_size=128).apply(model, context())
+        rtn(bits=bits, group_size=128).apply(model, make_context())
         errors.append(relative_error(logits(model), before))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.03
@@ -98,19 +91,19 @@ def test_more_bits_less_error() -> None:
 
 def test_group_size_must_divide_input_widths() -> None:
     # hidden 192 (like SmolLM2's 576 = 4.5 x 128): g128 leaves a partial group, g64 divides it
-    model = tiny_llama(hidden_size=192, num_attention_heads=3, num_key_value_heads=1, intermediate_size=384)
+    model = build_tiny_model(hidden_size=192, num_attention_heads=3, num_key_value_heads=1, intermediate_size=384)
     with pytest.raises(UsageError, match=r"group_size 128 does not divide .* \[64, 32, 16\]"):
-        rtn(group_size=128).apply(model, context())
-    rtn(group_size=64).apply(model, context())
+        rtn(group_size=128).apply(model, make_context())
+    rtn(group_size=64).apply(model, make_context())
 
 
 def test_keep_16bit_by_name() -> None:
-    model = tiny_llama()
+    model = build_tiny_model()
     down = model.model.layers[1].mlp.down_proj.weight.clone()
-    rtn(keep_16bit=["lm_head", "down_proj"]).apply(model, context())
+    rtn(keep_16bit=["lm_head", "down_proj"]).apply(model, make_context())
     assert torch.equal(model.model.layers[1].mlp.down_proj.weight, down)
     with pytest.raises(UsageError, match="no linear layer left"):
-        rtn(keep_16bit=["model", "lm_head"]).apply(tiny_llama(), context())
+        rtn(keep_16bit=["model", "lm_head"]).apply(build_tiny_model(), make_context())
 
 
 def test_shipped_recipe_validates() -> None:

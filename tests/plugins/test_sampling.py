@@ -1,4 +1,4 @@
-"""The sampling sampler: presets from REFERENCE.md, overrides, a valid GenerationConfig, speculative decoding."""
+"""The sampling sampler: presets from docs/reference.md, overrides, a valid GenerationConfig, speculative decoding."""
 
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ def test_generate_from_an_output_folder_with_speculative_decoding(tmp_path: Path
     """A deterministic sampler with an assistant model: assisted greedy decoding gives the main model's text."""
     import yaml
 
-    from tunekit.core.fixtures import tiny_llama
     from tunekit.run.pipeline import apply_recipe
+    from tunekit.testing import save_tiny_model
 
     main = tmp_path / "main"
     draft = tmp_path / "draft"
-    tiny_llama(max_positions=64, save_to=main, seed=1)
-    tiny_llama(max_positions=64, layers=1, save_to=draft, seed=2)
+    save_tiny_model(main, seed=1, max_position_embeddings=64)
+    save_tiny_model(draft, seed=2, max_position_embeddings=64, num_hidden_layers=1)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"name": "gen", "eval": {"perplexity": False},
                                       "sampler": {"method": "sampling", "preset": "deterministic",

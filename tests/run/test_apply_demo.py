@@ -58,10 +58,10 @@ def test_demo_on_smollm2(tmp_path: Path) -> None:
 
 
 def test_interrupted_cli_run_leaves_no_output(tmp_path: Path) -> None:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     model = tmp_path / "tiny"
-    tiny_llama(max_positions=64, save_to=model)
+    save_tiny_model(model, max_position_embeddings=64)
     recipe = tmp_path / "slow.yaml"
     # a long evaluation keeps the run busy after the temporary folder exists
     recipe.write_text("name: slow\npruner: {method: magnitude}\neval: {seq_len: 16, max_tokens: 200000, "

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from train_helpers import tiny_model, tokenizer
-from tunekit_peft.adapters import Lora
+from tunekit_peft import Lora
 
 from tunekit.core.context import StageContext
 from tunekit.core.errors import UsageError
@@ -19,6 +18,7 @@ from tunekit.core.recipe_model import Recipe, TrainSection
 from tunekit.run import train_data
 from tunekit.run.train_progress import collate
 from tunekit.run.training import train
+from tunekit.testing import build_tiny_model, build_tokenizer
 
 torch.set_num_threads(2)
 
@@ -36,7 +36,7 @@ CHAT = {"messages": [
 
 @pytest.fixture
 def chat_tokenizer() -> Iterator[Any]:
-    tok = tokenizer()
+    tok = build_tokenizer()
     tok.chat_template = CHATML
     try:
         yield tok
@@ -123,7 +123,7 @@ def test_packing_restarts_positions_and_never_predicts_across_examples() -> None
 def test_packed_logits_equal_each_example_alone(attention: str) -> None:
     """The attention really stays inside an example: the packed row's logits for each example equal that
     example's logits on its own; the same row without position ids (one long sequence) does not."""
-    model = tiny_model()
+    model = build_tiny_model()
     model.config._attn_implementation = attention
     model.eval()
     first = example(list(range(10, 30)), 0)
@@ -149,7 +149,7 @@ def test_training_on_packed_chat_data_moves_the_adapter(tmp_path: Path, chat_tok
     ctx = StageContext(recipe=recipe, tokenizer=chat_tokenizer, data_path=path, output_dir=tmp_path,
                        log=lambda _: None)
     plugin = Lora(Lora.Params(r=4))
-    model = train(plugin.apply(tiny_model(), ctx), ctx, plugin)
+    model = train(plugin.apply(build_tiny_model(), ctx), ctx, plugin)
     report = ctx.metrics["train"]
     assert report["examples"] == 12 and report["packed_rows"] < 12  # 12 training chats packed into fewer rows
     assert report["tokens_seen"] > 0

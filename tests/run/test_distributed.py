@@ -178,7 +178,7 @@ def test_workable_combinations_pass(tmp_path: Path, text: str) -> None:
 def test_real_bnb_plugins_are_recognised_when_installed(tmp_path: Path) -> None:
     """The built-in nf4/int8 plugins (tunekit_bnb) are refused/accepted by the same rules."""
     registry = load_registry()
-    names = registry.classes.get("quantizer", {})
+    names = registry.of("quantizer")
     if "int8" not in names or "nf4" not in names:
         pytest.skip("tunekit_bnb's nf4/int8 are not registered in this checkout yet")
     path = tmp_path / "r.yaml"
@@ -297,7 +297,7 @@ import os
 from pathlib import Path
 
 from tunekit import hookimpl
-from tunekit_peft.adapters import Lora
+from tunekit_peft import Lora
 
 
 class BoomLora(Lora):
@@ -335,12 +335,12 @@ def tunekit_run_stage(stage, plugin, model, ctx):
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from train_helpers import tiny_model, tokenizer, write_text_jsonl
+    from train_helpers import write_text_jsonl
+
+    from tunekit.testing import save_tiny_model
 
     root = tmp_path_factory.mktemp("multi")
-    model_dir = root / "model"
-    tiny_model("llama").save_pretrained(model_dir)
-    tokenizer().save_pretrained(model_dir)
+    model_dir = save_tiny_model(root / "model")
     recipe = root / "recipe.yaml"
     recipe.write_text(MULTI_RECIPE)
     return {"root": root, "model": model_dir, "data": write_text_jsonl(root / "train.jsonl", n=40), "recipe": recipe}

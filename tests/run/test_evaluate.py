@@ -16,9 +16,9 @@ from tunekit.run.evaluate import bleu, perplexity, perplexity_of_ids, reference_
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[object, object]:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import build_tiny_model, build_tokenizer
 
-    return tiny_llama(max_positions=64)
+    return build_tiny_model(max_position_embeddings=64), build_tokenizer()
 
 
 def reference_nll(model: object, ids: list[int], seq_len: int, stride: int) -> tuple[float, int]:

@@ -23,10 +23,10 @@ TRAIN = {"seq_len": 64, "batch_size": 2, "max_steps": 6, "lr": 3e-3, "scheduler"
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    tiny_llama(max_positions=256, save_to=folder)
+    save_tiny_model(folder)
     return folder
 
 

@@ -75,10 +75,10 @@ def test_a_recipe_naming_a_model_never_falls_back_to_the_shipped_one(tmp_path: P
 
 
 def test_a_local_folder_wins_over_a_hub_id_of_the_same_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     monkeypatch.chdir(tmp_path)
-    tiny_llama(save_to=tmp_path / "org" / "name")
+    save_tiny_model(tmp_path / "org" / "name")
     plan = apply_recipe(recipe(tmp_path), model="org/name", dry_run=True, quiet=True).plan
     assert plan["will_load"] == "org/name (local folder)" and "model folder found" in plan["checks"]
 
@@ -87,12 +87,12 @@ def test_a_local_folder_wins_over_a_hub_id_of_the_same_name(tmp_path: Path, monk
 def test_a_cached_hub_id_loads_offline_as_transformers_does(tmp_path: Path) -> None:
     """The hub's cache layout (refs/main -> snapshots/<commit>/...) with a tiny model in it: apply loads it
     by its id with HF_HUB_OFFLINE=1, exactly as from_pretrained would after a download."""
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--tunekit-tests--tiny-llama"
     snapshot = repo / "snapshots" / commit
-    tiny_llama(max_positions=128, save_to=tmp_path / "model")
+    save_tiny_model(tmp_path / "model", max_position_embeddings=128)
     shutil.copytree(tmp_path / "model", snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)

@@ -121,9 +121,9 @@ def test_paths_outside_the_output_are_refused(name: str, tmp_path: Path) -> None
 
 
 def test_resume_falls_back_past_a_checkpoint_whose_save_was_interrupted(tmp_path: Path) -> None:
-    from tests.test_training import run
+    from test_training import run
+    from train_helpers import write_text_jsonl
 
-    from tests.train_helpers import write_text_jsonl
     from tunekit.run.checkpoints import COMPLETE
 
     data = write_text_jsonl(tmp_path / "t.jsonl")
@@ -133,7 +133,7 @@ def test_resume_falls_back_past_a_checkpoint_whose_save_was_interrupted(tmp_path
     (folder / "checkpoint-6" / COMPLETE).unlink()  # killed while checkpoint-6 was written
     for part in (folder / "checkpoint-6").glob("*.pt"):
         part.unlink()
-    resumed = run(tmp_path / "a", data, extras={"resume": True}, save_steps=3, max_steps=7).metrics["train"]
+    resumed = run(tmp_path / "a", data, resume=True, save_steps=3, max_steps=7).metrics["train"]
     assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["steps"] == 7
     limited = run(tmp_path / "b", data, save_steps=2, save_total_limit=1)
     assert [p.name for p in (tmp_path / "b" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-6"]
@@ -197,7 +197,6 @@ def test_the_load_itself_passes_trust_remote_code_explicitly(tmp_path: Path,
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record)
     ctx = StageContext(recipe=Recipe.model_validate({"model": {"trust_remote_code": True}}), model_path=tmp_path)
-    ctx.extras["stages"] = {}
     with pytest.raises(TunekitError):
         stage_load(None, None, ctx)
     ctx.recipe = Recipe.model_validate({})
@@ -243,7 +242,8 @@ def test_dry_run_checks_every_input_file(key: str, tmp_path: Path, fake_model: P
 
 def test_a_slow_plugin_import_is_named_with_the_switch_that_skips_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests import fake_plugins
+    import fake_plugins
+
     from tunekit.core import registry as plugins
 
     slow = fake_plugins.FakePlugin("slowpoke", "tk_fake_slow", "tunekit-slow", "0.1",

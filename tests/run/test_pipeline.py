@@ -16,7 +16,8 @@ from tunekit import hookimpl
 from tunekit.cli.main import cli
 from tunekit.core.errors import OutputExistsError, TunekitError
 from tunekit.core.registry import load_registry
-from tunekit.run.pipeline import STAGES, apply_recipe
+from tunekit.run.pipeline import apply_recipe
+from tunekit.run.plan import STAGES
 
 RECIPE = {
     "name": "tiny-test",
@@ -29,10 +30,10 @@ RECIPE = {
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    tiny_llama(max_positions=128, save_to=folder)
+    save_tiny_model(folder, max_position_embeddings=128)
     return folder
 
 

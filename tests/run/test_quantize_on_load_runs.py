@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tunekit.core.context import StageContext
+from tunekit.core.context import RunState, StageContext
 from tunekit.core.errors import PluginError
 from tunekit.core.recipe import load_recipe
 from tunekit.run.pipeline import apply_recipe, stage_load
@@ -35,10 +35,10 @@ QLORA = {"quantizer": {"method": "nf4", "compute_dtype": "float32"},
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    tiny_llama(max_positions=128, save_to=folder)
+    save_tiny_model(folder, max_position_embeddings=128)
     return folder
 
 
@@ -50,8 +50,7 @@ def write(tmp_path: Path, recipe: dict[str, Any]) -> Path:
 
 def loaded(recipe: Path, tiny_dir: Path) -> StageContext:
     resolved = load_recipe(recipe)
-    ctx = StageContext(recipe=resolved.recipe, model_path=tiny_dir)
-    ctx.extras["stages"] = resolved.stages
+    ctx = StageContext(recipe=resolved.recipe, model_path=tiny_dir, run=RunState(stages=resolved.stages))
     return ctx
 
 
@@ -63,9 +62,9 @@ def lora_b_grads(tiny_dir: Path, recipe: Path, *, eval_first: bool) -> dict[str,
     model = stage_load(None, None, ctx)
     if eval_first:  # what the "before" evaluation did to the quantized model
         evaluate.perplexity(model, ctx.tokenizer, evaluate.eval_text(None), seq_len=64, max_tokens=128)
-    model = ctx.extras["stages"]["quantizer"].apply(model, ctx)
+    model = ctx.run.stages["quantizer"].apply(model, ctx)
     torch.manual_seed(0)
-    model = ctx.extras["stages"]["adapter"].apply(model, ctx)
+    model = ctx.run.stages["adapter"].apply(model, ctx)
     model.train()
     ids = torch.tensor([ctx.tokenizer(evaluate.eval_text(None))["input_ids"][:64]])
     with torch.no_grad():  # a nonzero lora_B, so gradients also reach the layers below through the adapters
@@ -93,7 +92,7 @@ def test_a_layer_repacked_before_the_fixups_is_refused(tiny_dir: Path, tmp_path:
     if not cpu_repack_available():
         pytest.skip("bitsandbytes repacks only on CPUs with AVX512-BF16")
     ctx = loaded(write(tmp_path, QLORA), tiny_dir)
-    quantizer = ctx.extras["stages"]["quantizer"]
+    quantizer = ctx.run.stages["quantizer"]
     model = AutoModelForCausalLM.from_pretrained(tiny_dir, **quantizer.load_kwargs(ctx)).eval()
     with torch.no_grad():
         model(input_ids=torch.tensor([[5, 6, 7, 8]]))
@@ -155,7 +154,7 @@ def test_no_baseline_is_said_plainly_when_the_base_does_not_fit(tiny_dir: Path, 
     real = pipeline.stage_load
 
     def load(plugin: Any, model: Any, ctx: StageContext) -> Any:
-        if ctx.extras.get("unquantized"):
+        if ctx.run.unquantized:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real(plugin, model, ctx)
 

@@ -105,10 +105,10 @@ def test_sweep_of_a_recipe_without_training_is_refused(tmp_path: Path) -> None:
 def test_sweep_runs_real_fine_tunes_through_the_pipeline(tmp_path: Path) -> None:
     """No stand-in: each variant is a real `tunekit apply` of a tiny Llama; the table reads its metrics.json."""
     from tunekit.cli.main import cli
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     model = tmp_path / "model"
-    tiny_llama(max_positions=128, save_to=model)
+    save_tiny_model(model, max_position_embeddings=128)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: tiny-sweep\nadapter: {method: lora, r: 2}\n"
                       "train: {data: calibration_austen_emma.txt, seq_len: 64, batch_size: 2, max_steps: 2,\n"

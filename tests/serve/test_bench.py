@@ -60,21 +60,10 @@ def test_cli_prints_the_side_by_side_table(monkeypatch: pytest.MonkeyPatch, tmp_
 
 @pytest.mark.slow
 def test_bench_measures_a_tiny_model_folder(tmp_path: Path) -> None:
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tunekit.testing import save_tiny_model
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     text = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 40
-    tok.train_from_iterator([text], trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>"], show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=384))
-    model.save_pretrained(tmp_path / "tiny")
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>").save_pretrained(tmp_path / "tiny")
-    (tmp_path / "text.txt").write_text(text)
+    save_tiny_model(tmp_path / "tiny", hidden_size=128, intermediate_size=256)
     # in-process (the CLI runs exactly this in a subprocess per output; importing torch twice costs minutes here)
     measured = bench_one(tmp_path / "tiny", text=text, prompt_tokens=16, new_tokens=4, seq_len=64)
     assert measured["backend"] == "transformers" and measured["new_tokens"] == 4
@@ -96,12 +85,13 @@ def test_bench_opens_an_adapter_output_as_base_plus_adapter(tmp_path: Path) -> N
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tunekit.core.fixtures import tiny_llama
     from tunekit.run.pipeline import apply_recipe
     from tunekit.serve.bench_backends import transformers_perplexity
+    from tunekit.testing import build_tokenizer, save_tiny_model
 
     base_dir = tmp_path / "base"
-    _, tokenizer = tiny_llama(max_positions=128, save_to=base_dir)
+    save_tiny_model(base_dir, max_position_embeddings=128)
+    tokenizer = build_tokenizer()
     recipe = tmp_path / "lora.yaml"
     recipe.write_text(yaml.safe_dump({
         "adapter": {"method": "lora", "r": 4},

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tunekit.advise.quant_memory import QUANTS, QuantSpec, quant_spec_of
+from tunekit.advise.quant_memory import memory_bits as memory_bits  # re-exported: callers read every
+from tunekit.advise.quant_memory import quant_spec as quant_spec  # memory fact from the estimator
 from tunekit.core.arch import ALL_LINEAR, ModelArch
 from tunekit.core.errors import UsageError
 from tunekit.core.sharding import SHARDED, STRATEGIES
@@ -34,77 +37,6 @@ BAND_LOW = 0.926  # fitted with BAND_HIGH so that >= 80% of calibration points f
 BAND_HIGH = 1.116
 FITS_QUANTILE = 0.75  # where in the band recommend's "fits" is decided (0 = low, 1 = high)
 ENGINES = ("hf", "vllm", "llama.cpp")
-
-
-@dataclass(frozen=True)
-class QuantSpec:
-    """How a weight format stores a parameter: effective bits, and which modules stay 16-bit."""
-
-    name: str
-    bits: float
-    kept_16bit: tuple[str, ...] = ("embed_tokens", "lm_head")
-    trainable: bool = False  # can a LoRA train on top (QLoRA)
-
-    @property
-    def whole_file(self) -> bool:
-        """GGUF bits/weight are measured over every tensor of a file, embeddings included."""
-        return not self.kept_16bit
-
-
-_GGUF = {  # ggml block structs; Q4_K_M is the published mixed-file average (llama.cpp quantize README)
-    "Q2_K": 2.625, "Q3_K": 3.4375, "Q4_0": 4.5, "Q4_1": 5.0, "Q4_K": 4.5, "Q4_K_M": 4.894, "Q5_0": 5.5,
-    "Q5_1": 6.0, "Q5_K": 5.5, "Q6_K": 6.5625, "Q8_0": 8.5, "F16": 16.0,
-}
-QUANTS: dict[str, QuantSpec] = {
-    "fp32": QuantSpec("fp32", 32.0, ()),
-    "bf16": QuantSpec("bf16", 16.0, ()),
-    "fp8": QuantSpec("fp8", 8.0 + 32 / 4096),  # e4m3 weights + per-channel fp32 scale (vLLM/compressed-tensors)
-    "int8": QuantSpec("int8", 8.0 + 16 / 4096, trainable=True),  # LLM.int8: int8 + fp16 row scale
-    "nf4": QuantSpec("nf4", 4.127, trainable=True),  # QLoRA §3: 4 + 0.127 bits with double quantization
-    "int4": QuantSpec("int4", 4.0 + 20 / 128),  # GPTQ/AWQ g128: fp16 scale + 4-bit zero per group
-    "int3": QuantSpec("int3", 3.0 + 20 / 128),
-    "int2": QuantSpec("int2", 2.0 + 20 / 64, trainable=True),  # 2-bit (HQQ/AQLM-style) g64, as LLaMA-Factory lists
-    **{f"gguf-{k.lower()}": QuantSpec(f"gguf-{k.lower()}", v, ()) for k, v in _GGUF.items()},
-}
-
-
-def quant_spec(name_or_bits: str | float | None) -> QuantSpec:
-    """``nf4``, ``Q4_K_M`` / ``gguf-q4_k_m``, or a number of bits (16, 8, 4, 2)."""
-    if name_or_bits is None:
-        return QUANTS["bf16"]
-    if isinstance(name_or_bits, (int, float)) or str(name_or_bits).replace(".", "", 1).isdigit():
-        bits = float(name_or_bits)
-        by_bits = {32.0: "fp32", 16.0: "bf16", 8.0: "int8", 4.0: "nf4", 3.0: "int3", 2.0: "int2"}
-        if bits not in by_bits:
-            raise UsageError(f"--bits must be one of 32, 16, 8, 4, 3, 2 (got {name_or_bits})")
-        return QUANTS[by_bits[bits]]
-    key = str(name_or_bits).strip().lower()
-    for candidate in (key, f"gguf-{key}"):
-        if candidate in QUANTS:
-            return QUANTS[candidate]
-    known = ", ".join(list(QUANTS)[:8]) + ", and GGUF types " + ", ".join(_GGUF)
-    raise UsageError(f"unknown quantization '{name_or_bits}' (known: {known}; or an installed quantizer)")
-
-
-def memory_bits(quantizer: Any) -> float:
-    """Bits a weight takes in memory: ``storage_bits_per_weight()`` when the plugin declares one (a
-    fake-quant RTN output stays in the model's dtype), else ``bits_per_weight()``."""
-    storage = getattr(quantizer, "storage_bits_per_weight", None)
-    if callable(storage):
-        try:
-            return float(storage())
-        except Exception:  # a plugin's optional declaration failing falls back to its bits
-            pass
-    return float(quantizer.bits_per_weight())
-
-
-def quant_spec_of(quantizer: Any) -> QuantSpec:
-    """The one translation from a quantizer plugin to its memory spec (``estimate --quant``, recipes, recommend)."""
-    try:
-        kept = tuple(quantizer.kept_16bit())
-    except Exception:  # a plugin that cannot say keeps the usual two 16-bit
-        kept = ("embed_tokens", "lm_head")
-    return QuantSpec(quantizer.name, memory_bits(quantizer), kept, bool(quantizer.trainable))
 
 
 @dataclass(frozen=True)
@@ -208,7 +140,7 @@ def fits(est: Estimate, budget_gb: float) -> bool:
 
 
 def default_lora_params(arch: ModelArch, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR) -> int:
-    """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (REFERENCE, Adapters)."""
+    """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (docs/reference.md, Adapters)."""
     shapes = arch.linear_shapes()
     per_layer = sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
     return per_layer * arch.layers
@@ -220,7 +152,7 @@ def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
 
 
 def weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
-    """Params x bytes/param; quantized linears at the format's bits, kept modules at 16 bits (REFERENCE, Memory)."""
+    """Params x bytes/param; quantized linears at the format's bits, kept ones at 16 (docs/reference.md, Memory)."""
     total = arch.param_count()
     if quant.whole_file:
         return total * quant.bits / 8
@@ -319,7 +251,7 @@ def training_activation_bytes(arch: ModelArch, s: Setup) -> float:
 
 
 def kv_cache_bytes(arch: ModelArch, seq_len: int, batch: int, kv_bits: float = 16.0) -> float:
-    """2 x layers x kv_heads x head_dim x seq x batch x bytes/elem (REFERENCE, KV cache)."""
+    """2 x layers x kv_heads x head_dim x seq x batch x bytes/elem (docs/reference.md, KV cache)."""
     return 2 * arch.layers * arch.kv_heads * arch.head_dim * seq_len * batch * kv_bits / 8
 
 
@@ -381,7 +313,7 @@ def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Est
     cpu = gathered = 0.0
     if s.method != "infer":
         # the same table the launch config uses (tunekit.core.sharding.SHARDED): ZeRO-2 splits gradients and
-        # optimizer state, ZeRO-3/FSDP full_shard also the weights (REFERENCE: "divide ... by the number of GPUs")
+        # optimizer state, ZeRO-3/FSDP full_shard also the weights (docs/reference.md, Memory: ZeRO divides by N)
         sharded = s.sharded if s.sharded is not None else SHARDED[s.strategy]
         div = s.divisor or n
         full_weights = weights
@@ -425,60 +357,22 @@ def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Est
     return Estimate(breakdown=breakdown, low=low, high=high, assumptions=assumptions, warnings=tuple(warnings))
 
 
-# -- inverse questions --------------------------------------------------------------------
-
-
-def _largest(fits: Any, lo: int, hi: int) -> int:
-    """Largest n in [lo, hi] with fits(n), assuming monotone; 0 when even lo does not fit."""
-    if not fits(lo):
-        return 0
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-    return lo
-
-
-def max_seq_len(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 1 << 21) -> int:
-    """The longest sequence (tokens) whose estimate fits ``budget_gb`` per GPU."""
-    return _largest(lambda n: estimate(arch, setup, seq_len=n).total_gb <= budget_gb, 1, limit)
-
-
-def max_batch(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 4096) -> int:
-    """The largest micro-batch whose estimate fits ``budget_gb`` per GPU."""
-    return _largest(lambda n: estimate(arch, setup, batch=n).total_gb <= budget_gb, 1, limit)
-
-
-def smallest_quant_that_fits(arch: ModelArch, setup: Setup, budget_gb: float,
-                             options: list[QuantSpec] | None = None) -> QuantSpec | None:
-    """The least aggressive quantization (most bits) that fits; None when even the fewest bits do not."""
-    if options is None:
-        names = ["bf16", "int8", "nf4", "int3", "int2"] if setup.method != "infer" else \
-            ["bf16", "fp8", "gguf-q8_0", "gguf-q6_k", "gguf-q5_k", "gguf-q4_k_m", "nf4", "gguf-q3_k", "gguf-q2_k"]
-        options = [QUANTS[n] for n in names]
-    if setup.method in ("lora", "qlora"):
-        options = [q for q in options if q.bits >= 16 or q.trainable]
-    for quant in sorted(options, key=lambda q: -q.bits):
-        method = setup.method
-        if method in ("lora", "qlora"):
-            method = "lora" if quant.bits >= 16 else "qlora"
-        if estimate(arch, setup, quant=quant, method=method).total_gb <= budget_gb:
-            return quant
-    return None
-
-
 def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup:
     """The ``Setup`` a resolved recipe implies: its quantizer's declared bits, its adapter's trainable
-    parameters, its train and distributed sections (sharding as ``tunekit.run.distributed`` computes it)."""
+    parameters, its train and distributed sections (sharding as ``tunekit.core.sharding`` computes it)."""
     from tunekit.core.sharding import offloaded_states, shard_divisor, sharded_states
 
     recipe, stages = resolved.recipe, resolved.stages
     quantizer, adapter, context = stages.get("quantizer"), stages.get("adapter"), stages.get("context")
     quant = quant_spec_of(quantizer) if quantizer is not None else QUANTS["bf16"]
     train = recipe.train
-    if train is not None and adapter is not None:
-        method = "qlora" if quantizer is not None else "lora"
+    if train is not None:
+        # no adapter: a full fine-tune (every weight trains; a train.trainable subset is estimated as all of
+        # them, the safe side, since which parameters match is only known once the model is built)
+        method = "full" if adapter is None else "qlora" if quantizer is not None else "lora"
+        trainable = int(adapter.trainable_params(arch)) if adapter is not None else None
         section = recipe.distributed
-        setup = Setup(method=method, quant=quant, trainable_params=int(adapter.trainable_params(arch)),
+        setup = Setup(method=method, quant=quant, trainable_params=trainable,
                       optimizer=train.optimizer, precision="fp32" if train.precision == "fp32" else "mixed",
                       seq_len=train.seq_len, batch=train.batch_size, grad_ckpt=train.gradient_checkpointing,
                       gpus=section.gpus * section.nodes if section.strategy != "none" else 1,

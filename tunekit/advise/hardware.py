@@ -47,6 +47,8 @@ GPUS: tuple[GPU, ...] = (
     GPU("v100-32gb", 32, 900, False, False, "7.0", arch="volta"),
     GPU("rtx-2080-ti", 11, 616, False, False, "7.5", arch="turing"),
     GPU("rtx-3060", 12, 360, True, False, "8.6", arch="ampere"),
+    GPU("rtx-3070", 8, 448, True, False, "8.6", arch="ampere", aliases=("rtx-3060-ti",)),
+    GPU("rtx-4060", 8, 272, True, True, "8.9", arch="ada"),
     GPU("rtx-3080", 10, 760, True, False, "8.6", arch="ampere"),
     GPU("rtx-3090", 24, 936, True, False, "8.6", arch="ampere", aliases=("rtx-3090-ti",)),
     GPU("rtx-4060-ti-16gb", 16, 288, True, True, "8.9", arch="ada"),

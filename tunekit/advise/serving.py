@@ -5,7 +5,7 @@ for ``tunekit recommend --goal serve``.
 Sizes: a GGUF holds ``params * bpw / 8`` bytes. Bits per weight of a *file* are above the block
 type's (K-quant mixes keep some tensors at Q6_K): the published Llama-3.1-8B figures are used where
 known (llama.cpp tools/quantize/README.md: Q4_K_M 4.894, Q8_0 8.50), the block figure otherwise.
-KV cache (REFERENCE.md) = 2 * layers * kv_heads * head_dim * context * bytes per element, with the
+KV cache (docs/reference.md) = 2 * layers * kv_heads * head_dim * context * bytes per element, with the
 ggml block sizes for quantized caches (q8_0: 34 bytes per 32 values, q4_0: 18 per 32).
 """
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 GIB = 1024**3
 
-#: file bits per weight: Q4_K_M and Q8_0 published (REFERENCE.md); the other mixes are approximate [D]
+#: file bits per weight: Q4_K_M and Q8_0 published (docs/reference.md); the other mixes are approximate [D]
 #: (block type plus the share llama.cpp keeps at Q6_K/Q8_0, token embeddings included); measured
 #: SmolLM2 figures are in docs/serving.md
 FILE_BPW = {
@@ -28,7 +28,7 @@ FILE_BPW = {
     "q4_k_m": 4.894, "q4_k_s": 4.58, "iq4_xs": 4.25, "q4_0": 4.55, "q3_k_m": 3.91, "q3_k_s": 3.50,
     "q2_k": 3.00,
 }
-#: relative perplexity increase on Llama-3-8B (llama.cpp, REFERENCE.md: FP16 6.2332 and deltas)
+#: relative perplexity increase on Llama-3-8B (llama.cpp, docs/reference.md: FP16 6.2332 and deltas)
 QUALITY_COST = {
     "f16": 0.0, "bf16": 0.0, "q8_0": 0.0027 / 6.2332, "q6_k": 0.0217 / 6.2332, "q5_k_m": 0.057 / 6.2332,
     "q4_k_m": 0.175 / 6.2332, "q4_0": 0.469 / 6.2332, "q3_k_m": 0.657 / 6.2332, "q2_k": 3.52 / 6.2332,

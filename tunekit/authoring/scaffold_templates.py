@@ -112,15 +112,12 @@ class ${cls}Params(PluginParams):
     keep: tuple[str, ...] = Field(("lm_head",), description="Linear modules left unquantized (last name part)")
 
 
-class $cls(Quantizer):
+class $cls(Quantizer[${cls}Params]):
     name = "$name"
     summary = "$what"
-    Params = ${cls}Params
     requires = Requirements(packages=("torch",), extra="torch")
     effects = Effects(quality_cost=0.01, notes=("fake-quant: weights stay in the model's dtype on disk",))
     trainable = True
-
-    params: ${cls}Params
 
     def bits_per_weight(self) -> float:
         return float(self.params.bits)  # + one 16-bit scale per row, negligible for wide layers
@@ -171,14 +168,11 @@ class ${cls}Params(PluginParams):
     final_norm: bool = Field(True, description="Also train the norm after the last decoder layer")
 
 
-class $cls(Adapter):
+class $cls(Adapter[${cls}Params]):
     name = "$name"
     summary = "$what"
-    Params = ${cls}Params
     requires = Requirements(packages=("torch",), extra="torch")
     effects = Effects(quality_cost=0.0, notes=("trains 2 x hidden parameters per layer: cheap, limited capacity",))
-
-    params: ${cls}Params
 
     def trainable_params(self, arch: ModelArch) -> int:
         return arch.layers * 2 * arch.hidden + (arch.hidden if self.params.final_norm else 0)
@@ -219,14 +213,11 @@ class ${cls}Params(PluginParams):
     factor: float = Field(2.0, ge=1.0, le=16.0, description="How many times the trained context to reach")
 
 
-class $cls(ContextExtender):
+class $cls(ContextExtender[${cls}Params]):
     name = "$name"
     summary = "$what"
-    Params = ${cls}Params
     requires = Requirements(packages=("torch", "transformers"), extra="torch")
     effects = Effects(quality_cost=0.05, notes=("fine-tune a few hundred steps at the new length for best results",))
-
-    params: ${cls}Params
 
     def factor_for(self, arch: ModelArch) -> float:
         return self.params.factor
@@ -273,14 +264,11 @@ class ${cls}Params(PluginParams):
                                      description="Linear modules to prune (last name part)")
 
 
-class $cls(Pruner):
+class $cls(Pruner[${cls}Params]):
     name = "$name"
     summary = "$what"
-    Params = ${cls}Params
     requires = Requirements(packages=("torch",), extra="torch")
     effects = Effects(quality_cost=0.3, notes=("magnitude pruning needs a healing fine-tune",))
-
-    params: ${cls}Params
 
     def sparsity(self) -> float:
         return self.params.sparsity
@@ -324,14 +312,11 @@ class ${cls}Params(PluginParams):
     max_new_tokens: int = Field(256, ge=1, le=32768, description="Most tokens one reply may add")
 
 
-class $cls(Sampler):
+class $cls(Sampler[${cls}Params]):
     name = "$name"
     summary = "$what"
-    Params = ${cls}Params
     requires = Requirements(packages=("transformers",), extra="torch")
     effects = Effects()
-
-    params: ${cls}Params
 
     def generation_config(self) -> dict[str, Any]:
         p = self.params

@@ -24,8 +24,10 @@ COMMAND_MODULES = (
     "tunekit.cli.commands.launch_cmd",
     "tunekit.cli.commands.bench_cmd",
     "tunekit.cli.commands.sweep_cmd",
+    "tunekit.cli.commands.report_cmd",
     "tunekit.cli.commands.new_plugin_cmd",
     "tunekit.cli.commands.apply_cmd",
+    "tunekit.cli.commands.generate_cmd",
 )
 
 
@@ -56,7 +58,7 @@ class TunekitGroup(click.Group):
             if replacement is not command:
                 self.commands[name] = command
                 owner = getattr(getattr(replacement, "callback", None), "__module__", None) or "?"
-                registry._fail(owner, f"tunekit_commands(): command '{name}' clashes with a built-in; skipped")
+                registry.record_failure(owner, f"tunekit_commands(): command '{name}' clashes with a built-in; skipped")
         self._builtin_names = frozenset(builtin)
         if registry.from_entry_points_only:
             self._remember_plugin_commands()

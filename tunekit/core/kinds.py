@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -70,8 +70,16 @@ class Effects:
     notes: tuple[str, ...] = field(default=())
 
 
-class Plugin:
-    """Common shape of every plugin class."""
+P = TypeVar("P", bound=PluginParams)
+"""A plugin's ``Params`` model: ``class Rtn(Quantizer[RtnParams])`` types ``self.params`` as ``RtnParams``."""
+
+
+class Plugin(Generic[P]):
+    """Common shape of every plugin class.
+
+    Generic over its parameters so ``self.params.bits`` type-checks: write ``class Mine(Quantizer[MyParams])``
+    and ``Params`` is taken from the brackets (a class may still set ``Params`` itself, e.g. nested).
+    """
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
@@ -79,9 +87,20 @@ class Plugin:
     Params: ClassVar[type[PluginParams]] = PluginParams
     requires: ClassVar[Requirements] = Requirements()
     effects: ClassVar[Effects] = Effects()
+    params: P
 
-    def __init__(self, params: PluginParams | None = None) -> None:
-        self.params = params if params is not None else self.Params()
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" in cls.__dict__:
+            return
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            named = [arg for arg in get_args(base) if isinstance(arg, type) and issubclass(arg, PluginParams)]
+            if named:
+                cls.Params = named[0]
+                return
+
+    def __init__(self, params: P | None = None) -> None:
+        self.params = params if params is not None else cast(P, self.Params())
 
     @classmethod
     def check_requirements(cls, *, cuda_available: bool | None = None) -> None:
@@ -116,7 +135,7 @@ class Plugin:
         return False
 
 
-class Quantizer(Plugin):
+class Quantizer(Plugin[P]):
     """Reduces the bits of the weights.
 
     Post-training quantizers (GPTQ, AWQ, RTN) implement ``apply`` on a loaded model; quantize-on-load
@@ -145,6 +164,16 @@ class Quantizer(Plugin):
         """Extra ``from_pretrained`` kwargs for quantize-on-load methods."""
         return {}
 
+    output_formats: ClassVar[frozenset[str] | None] = None
+    """The ``output.formats`` this quantizer's model can be written as; None: any. A plugin whose model
+    ``save_pretrained`` cannot write (dynamic int8) names only the format its own ``save`` writes."""
+
+    @classmethod
+    def load_saved(cls, folder: Path, params: PluginParams) -> Any:
+        """Reload a model this plugin's ``save`` wrote in its own (non-``from_pretrained``) format;
+        ``tunekit generate``/``bench`` call it for a folder without weight files the transformers way."""
+        raise NotImplementedError(f"quantizer '{cls.name}' writes folders that from_pretrained loads")
+
     def prepare_loaded(self, model: Any, ctx: StageContext) -> Any:
         """Fix up a model ``from_pretrained(**load_kwargs)`` returned, before its first forward.
 
@@ -155,7 +184,7 @@ class Quantizer(Plugin):
         return model
 
 
-class Adapter(Plugin):
+class Adapter(Plugin[P]):
     """Adds a small trainable module to a frozen base (LoRA and friends)."""
 
     kind = "adapter"
@@ -174,7 +203,7 @@ class Adapter(Plugin):
         return model.merge_and_unload()
 
 
-class ContextExtender(Plugin):
+class ContextExtender(Plugin[P]):
     """Changes the positional encoding so the model reads longer inputs."""
 
     kind = "context"
@@ -187,7 +216,7 @@ class ContextExtender(Plugin):
         return int(arch.max_context * self.factor_for(arch))
 
 
-class Pruner(Plugin):
+class Pruner(Plugin[P]):
     """Zeroes weights (unstructured or N:M)."""
 
     kind = "pruner"
@@ -197,7 +226,7 @@ class Pruner(Plugin):
         raise NotImplementedError
 
 
-class Sampler(Plugin):
+class Sampler(Plugin[P]):
     """Decoding controls: produces the generation config a served model uses."""
 
     kind = "sampler"
@@ -213,7 +242,7 @@ class Sampler(Plugin):
         return model
 
 
-class Exporter(Plugin):
+class Exporter(Plugin[P]):
     """Writes the finished model in one serving format (Hugging Face folder, GGUF, ...).
 
     Not a recipe stage slot: the recipe's ``output.formats`` names exporters (``hf``, ``gguf:q4_k_m``,

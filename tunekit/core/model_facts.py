@@ -95,7 +95,7 @@ def load_catalog(registry: Registry | None = None) -> Catalog:
                 try:
                     catalog.add(entry if isinstance(entry, ModelArch) else arch_from_entry(dict(entry)))
                 except (UsageError, TypeError, ValueError) as exc:
-                    registry._fail(plugin, f"tunekit_models(): {exc}")
+                    registry.record_failure(plugin, f"tunekit_models(): {exc}")
     return catalog
 
 

@@ -7,25 +7,18 @@ lazily. A third-party quantizer may reuse these as well as the built-ins (rtn, b
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
-from tunekit.core.errors import InputFileError, UsageError
-from tunekit.core.input_files import read_utf8
+from tunekit.core.errors import UsageError
 from tunekit.core.kinds import PluginParams
-
-if TYPE_CHECKING:
-    from tunekit.core.context import StageContext
+from tunekit.core.texts import calibration_windows as calibration_windows  # re-exported: reading text is
+from tunekit.core.texts import read_text as read_text  # core.texts' job; plugins imported these from here
 
 DEFAULT_KEEP_16BIT = ("lm_head",)
 """Linear modules never quantized by default. Embeddings are not linear layers, so every backend
 already leaves them in 16-bit; the lm_head is the one linear that costs the most quality when rounded."""
-
-EVAL_TEXT_MARKERS = ("persuasion",)
-"""Shipped texts kept for evaluation only: calibration must not see the text perplexity is measured on."""
 
 
 class CalibrationParams(PluginParams):
@@ -56,7 +49,7 @@ def validate_group_size(value: int) -> int:
 
 
 def group_overhead_bits(bits: int, group_size: int, *, scale_bits: int = 16, zero: bool = True) -> float:
-    """Bits per weight spent on one scale (and one packed zero) per group (REFERENCE.md: ~16/g + 4/g).
+    """Bits per weight spent on one scale (and one packed zero) per group (docs/reference.md: ~16/g + 4/g).
 
     ``group_size == -1`` means one group per output row: the overhead depends on the layer's input
     width and is below 0.05 bit for widths >= 576, so it is declared as 0.
@@ -123,70 +116,3 @@ def check_group_size(widths: dict[str, int], group_size: int, method: str) -> No
 
 def check_model_group_size(model: Any, group_size: int, keep: tuple[str, ...] | list[str], method: str) -> None:
     check_group_size({n: m.in_features for n, m in quantizable_linears(model, keep).items()}, group_size, method)
-
-
-# -- calibration text ----------------------------------------------------------------------
-
-
-def shipped_calibration_text() -> Path:
-    """The calibration text shipped in tunekit's data (never the evaluation text)."""
-    from tunekit.core.resources import shipped_data_dir
-
-    data = shipped_data_dir()
-    texts = sorted(data.glob("calibration*.txt")) or [
-        p for p in sorted(data.glob("*.txt")) if not any(m in p.name.lower() for m in EVAL_TEXT_MARKERS)]
-    if texts:
-        return texts[0]
-    return data / "austen_instruct.jsonl"
-
-
-def read_text(path: Path) -> str:
-    """Plain text from a .txt file, a folder of .txt files, or a JSONL of text, instruction or chat records.
-
-    Binary or non-UTF-8 content is an ``InputFileError`` naming the file (exit 1), not a decode traceback.
-    """
-    if path.is_dir():
-        files = sorted(path.glob("*.txt"))
-        if not files:
-            raise UsageError(f"{path}: no .txt files for calibration")
-        return "\n\n".join(read_utf8(f, "text") for f in files)
-    if not path.is_file():
-        raise UsageError(f"{path}: calibration text not found")
-    if path.suffix in {".jsonl", ".json"}:
-        parts: list[str] = []
-        for number, line in enumerate(read_utf8(path, "JSONL").splitlines(), 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except (ValueError, RecursionError):
-                    raise InputFileError(f"{path}:{number}: not a JSON line") from None
-                if not isinstance(record, dict):
-                    raise InputFileError(f"{path}:{number}: expected an object with 'text'")
-                parts.extend(str(record[k]) for k in ("text", "instruction", "input", "output") if record.get(k))
-                turns = record.get("messages") or record.get("conversations") or []  # chat data: every turn's text
-                parts.extend(str(t.get("content") or t.get("value")) for t in turns
-                             if isinstance(t, dict) and (t.get("content") or t.get("value")))
-        return "\n\n".join(parts)
-    return read_utf8(path, "text")
-
-
-def calibration_path(params: CalibrationParams, ctx: StageContext | None) -> Path:
-    if params.file:
-        return Path(params.file).expanduser()
-    if ctx is not None and ctx.data_path is not None:
-        return Path(ctx.data_path)
-    return shipped_calibration_text()
-
-
-def calibration_windows(tokenizer: Any, params: CalibrationParams, ctx: StageContext | None = None) -> list[list[int]]:
-    """``n_samples`` consecutive windows of ``seq_len`` token ids (fewer if the text is short)."""
-    path = calibration_path(params, ctx)
-    text = read_text(path)
-    # Tokenize only as much text as the windows need (about 6 characters a token, with margin).
-    budget = params.n_samples * params.seq_len * 8
-    ids: list[int] = tokenizer(text[:budget], add_special_tokens=False)["input_ids"]
-    step = params.seq_len
-    windows = [ids[i:i + step] for i in range(0, len(ids) - step + 1, step)][: params.n_samples]
-    if not windows:
-        raise UsageError(f"{path}: calibration text has {len(ids)} tokens, fewer than seq_len {step}")
-    return windows

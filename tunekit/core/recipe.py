@@ -6,17 +6,15 @@ or shipped recipe names), merged in order with the child last: mappings deep-mer
 YAML so ``adapter.r=32`` is an int. Validation runs in two passes: the recipe schema, then each stage's
 plugin ``Params``. Every error names the file, the key path and what was expected.
 
-Small inputs must not cost much: a file is at most :data:`MAX_FILE_BYTES`, a document (after YAML
-aliases expand, after ``extends`` and ``--set``) at most :data:`MAX_NODES` values and
-:data:`MAX_CHARS` characters of strings, each ``extends`` file is read and composed once per load
-however often the graph names it, and values quoted in errors are cut to a short excerpt.
+Small inputs must not cost much: files and documents are size-bounded (:mod:`tunekit.core.recipe_files`,
+which also finds recipes by name), each ``extends`` file is read and composed once per load however often
+the graph names it, and values quoted in errors are cut to a short excerpt.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import tomllib
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,153 +25,34 @@ from pydantic import BaseModel, ValidationError
 
 from tunekit.core.errors import RecipeError, UnknownPluginError, did_you_mean, excerpt
 from tunekit.core.kinds import KINDS, Plugin
+from tunekit.core.recipe_files import (
+    MAX_CHARS,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    RECIPE_SUFFIXES,
+    check_size,
+    cut,
+    find_recipe,
+    is_file,
+    list_recipes,
+    parse_yaml,
+    read_document,
+    recipe_dirs,
+)
 from tunekit.core.recipe_model import Recipe
-from tunekit.core.resources import shipped_recipe_dir
 from tunekit.core.sharding import check as check_distributed
 
 if TYPE_CHECKING:
     from tunekit.core.registry import Registry
 
-RECIPE_SUFFIXES = (".yaml", ".yml", ".toml")
+__all__ = [  # reading files is recipe_files' job; its names stay importable from here
+    "MAX_CHARS", "MAX_FILE_BYTES", "MAX_NODES", "RECIPE_SUFFIXES", "Recipe", "ResolvedRecipe", "apply_overrides",
+    "check_cross_stage", "check_size", "compose", "deep_merge", "find_recipe", "is_file", "list_recipes",
+    "load_recipe", "read_document", "recipe_dirs", "resolve_stages", "validate_data", "validation_error",
+]
+
 #: ``1e-4``: YAML 1.1 (PyYAML) reads exponent floats without a dot as strings; ``--set`` parses them.
 _EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-#: A recipe is a page of settings; these bounds are far above any real one and far below a bomb.
-MAX_FILE_BYTES = 1_000_000
-MAX_NODES = 20_000
-MAX_CHARS = 2_000_000
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-#: Errors PyYAML's constructors raise for a well-formed but meaningless tag (``!!bool maybe``, ``!!int x``).
-_CONSTRUCT_ERRORS = (KeyError, ValueError, TypeError, OverflowError, RecursionError)
-
-
-# -- reading files -------------------------------------------------------------------------
-
-
-def check_size(data: Any, *, source: str, what: str = "document") -> None:
-    """Refuse a document that expands past :data:`MAX_NODES` values or :data:`MAX_CHARS` characters.
-
-    Walks shared (aliased) values once per reference, as everything after parsing would, and stops
-    at the bound, so a billion-laughs document costs at most ``MAX_NODES`` steps here.
-    """
-    nodes = chars = 0
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        nodes += 1
-        if isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-        elif isinstance(value, (str, bytes)):
-            chars += len(value)
-        if nodes > MAX_NODES or chars > MAX_CHARS:
-            raise RecipeError(f"{what} too large once YAML aliases expand (over {MAX_NODES} values or "
-                              f"{MAX_CHARS} characters); a recipe is a page of settings", source=source)
-
-
-def _cut(text: str, limit: int = 120) -> str:
-    """A key path short enough for one line (keys come from the user's file and may be any length)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` (libyaml's when built in) with a constructor's failure on a tag as a YAMLError."""
-    try:
-        return yaml.load(text, Loader=_SAFE_LOADER)
-    except yaml.YAMLError:
-        raise
-    except _CONSTRUCT_ERRORS as exc:
-        raise yaml.YAMLError(f"cannot construct a value: {type(exc).__name__}: {excerpt(str(exc))}") from None
-
-
-def is_file(path: Path) -> bool:
-    """``Path.is_file`` that says False for a name the OS refuses (too long, NUL byte) instead of raising."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse one recipe file into a mapping; syntax errors name the file (and line, for YAML)."""
-    source = str(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise RecipeError(f"file larger than {MAX_FILE_BYTES} bytes; a recipe is a page of settings",
-                              source=source)
-        text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise RecipeError("file not found", source=source) from None
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"cannot read: not UTF-8 text (byte {exc.start}); is this a recipe?", source=source) from None
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}",
-                          source=source) from None
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else _parse_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"invalid YAML{where}: {problem}", source=source) from None
-    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
-        raise RecipeError(f"invalid {path.suffix.lstrip('.').upper() or 'YAML'}: {excerpt(str(exc), 200)}",
-                          source=source) from None
-    check_size(data, source=source)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"a recipe must be a mapping at the top level, got {type(data).__name__}", source=source)
-    bad_keys = [k for k in data if not isinstance(k, str)]
-    if bad_keys:
-        raise RecipeError(f"top-level keys must be strings, got {excerpt(bad_keys[0])}", source=source)
-    return data
-
-
-def recipe_dirs(registry: Registry | None = None) -> list[Path]:
-    """Shipped recipes first, then directories that plugins add through ``tunekit_recipe_dirs``."""
-    dirs = [shipped_recipe_dir()]
-    if registry is not None:
-        for plugin, returned in registry.call_safely("tunekit_recipe_dirs"):
-            items = returned if isinstance(returned, (list, tuple)) else [returned]
-            bad = [p for p in items if not isinstance(p, (str, Path))]
-            if bad:
-                registry._fail(plugin, f"tunekit_recipe_dirs() must return paths, got {excerpt(bad[0])}; skipped")
-                continue
-            dirs.extend(Path(p) for p in items)
-    return dirs
-
-
-def find_recipe(name: str, *, relative_to: Path | None = None, registry: Registry | None = None) -> Path:
-    """Locate a recipe by path (relative to the extending file) or by shipped name."""
-    candidates = []
-    if "\0" in name:
-        raise RecipeError(f"recipe name {excerpt(name)} contains a NUL byte")
-    raw = Path(name)
-    if relative_to is not None and not raw.is_absolute():
-        candidates.append(relative_to / raw)
-    candidates.append(raw)
-    for directory in recipe_dirs(registry):
-        candidates.append(directory / raw)
-        candidates.extend(directory / f"{name}{suffix}" for suffix in RECIPE_SUFFIXES)
-    for candidate in candidates:
-        if is_file(candidate):
-            return candidate
-    raise RecipeError(f"recipe {excerpt(name)} not found (not a file, nor a shipped recipe; see `tunekit recipes ls`)")
-
-
-def list_recipes(registry: Registry | None = None) -> list[Path]:
-    """Every shipped or plugin-provided recipe file (rules and bases live in subfolders)."""
-    found: list[Path] = []
-    for directory in recipe_dirs(registry):
-        try:
-            found.extend(sorted(p for p in directory.iterdir() if p.suffix in RECIPE_SUFFIXES))
-        except OSError:  # a plugin's folder that is missing or unreadable lists nothing
-            continue
-    return found
 
 
 # -- composition ---------------------------------------------------------------------------
@@ -247,9 +126,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise RecipeError(f"empty key segment in {excerpt(key)}", source=source, key=_cut(key))
+            raise RecipeError(f"empty key segment in {excerpt(key)}", source=source, key=cut(key))
         try:
-            value = _parse_yaml(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         check_size(value, source=source, what=f"value of {excerpt(key, 60)}")
@@ -262,8 +141,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise RecipeError(f"cannot set '{_cut(key)}': '{_cut(where)}' is a {type(child).__name__}, "
-                                  "not a mapping", source=source, key=_cut(key))
+                raise RecipeError(f"cannot set '{cut(key)}': '{cut(where)}' is a {type(child).__name__}, "
+                                  "not a mapping", source=source, key=cut(key))
             node = child
         if value is None:
             node.pop(parts[-1], None)
@@ -320,7 +199,7 @@ def validation_error(exc: ValidationError, *, source: str, prefix: str = "",
     """
     errors = exc.errors()
     first = errors[0]
-    key = _cut(_location((prefix, *first["loc"]) if prefix else tuple(first["loc"])))
+    key = cut(_location((prefix, *first["loc"]) if prefix else tuple(first["loc"])))
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key (not allowed here)"
@@ -404,14 +283,38 @@ def check_cross_stage(resolved: ResolvedRecipe) -> None:
             f"an adapter cannot be trained on a '{quantizer.name}' base with this backend; "
             "use nf4 (QLoRA) or train first and quantize the merged model afterwards",
             source=source, key="adapter")
+    if isinstance(quantizer, Quantizer) and quantizer.output_formats is not None:
+        check_output_formats(recipe.output.formats, quantizer, source)
     if recipe.model.gguf_file and (quantizer is not None or "pruner" in stages):
         raise RecipeError("a GGUF model is already quantized: tunekit dequantizes it on load; "
                           "drop the quantizer/pruner or start from the HF weights",
                           source=source, key="model.gguf_file")
+    if recipe.model.offload is not None and (recipe.train is not None or stages.keys() - {"sampler"}):
+        which = "train" if recipe.train is not None else sorted(stages.keys() - {"sampler"})[0]
+        raise RecipeError(f"model.offload is for inference: offloaded layers live on disk/CPU hooks and the "
+                          f"'{which}' stage would rewrite them; run the stages without offload, then "
+                          "generate/evaluate the output with offload", source=source, key="model.offload")
     if recipe.distributed.strategy != "none" and recipe.train is None:
         raise RecipeError("a distributed strategy only applies to training (add a train section)",
                           source=source, key="distributed.strategy")
     check_distributed(resolved)
+
+
+def check_output_formats(formats: list[Any], quantizer: Any, source: str) -> None:
+    """Refuse an export format the quantizer's model cannot be written as (``Quantizer.output_formats``)."""
+    from tunekit.core.formats import parse_format
+
+    allowed = quantizer.output_formats
+    for i, entry in enumerate(formats):
+        try:
+            name = parse_format(entry)[0]
+        except ValueError:
+            continue  # resolve_exporters reports a malformed entry with its own message
+        if name not in allowed:
+            raise RecipeError(
+                f"a '{quantizer.name}' model cannot be written as '{name}' (it writes its own format: "
+                f"{', '.join(sorted(allowed))}); drop '{name}' or pick another quantizer",
+                source=source, key=f"output.formats[{i}]")
 
 
 def load_recipe(

@@ -13,10 +13,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tunekit.core.kinds import KINDS
+from tunekit.core.sharding import Strategy
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class OffloadSection(Section):
+    """Where the layers go when the model does not fit the GPU (accelerate's big-model inference)."""
+
+    gpu_gb: float | None = Field(None, gt=0, description="GPU memory per GPU for weights, GB (default: none used)")
+    cpu_gb: float | None = Field(None, gt=0, description="CPU RAM for weights, GB (layers beyond go to disk)")
+    disk: str | None = Field(None, description="Folder for layers that fit neither (default: in the run's scratch)")
 
 
 class ModelSection(Section):
@@ -27,6 +36,14 @@ class ModelSection(Section):
     device_map: str | None = Field(None, description="transformers device_map, e.g. auto")
     trust_remote_code: bool = Field(False, description="Run Python code a model folder ships (auto_map); "
                                     "passed to every load so transformers never asks on stdin")
+    offload: OffloadSection | Literal["auto"] | None = Field(
+        None, description="Layer offload for inference: {gpu_gb, cpu_gb, disk} or auto (sized from the estimate)")
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> ModelSection:
+        if self.offload is not None and self.device_map is not None:
+            raise ValueError("offload sets the device_map itself: drop device_map")
+        return self
 
 
 class TrainSection(Section):
@@ -61,6 +78,9 @@ class TrainSection(Section):
     save_total_limit: int | None = Field(None, ge=1, description="Keep only the newest N checkpoints")
     seed: int = Field(42, ge=0, description="Random seed")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many examples")
+    report_to: list[Literal["mlflow", "tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Run trackers the Trainer logs to; with mlflow, tunekit's own numbers "
+                                          "(perplexity before/after, peak memory, the recipe) join the same run")
 
     @field_validator("trainable")
     @classmethod
@@ -103,7 +123,7 @@ class DistributedSection(Section):
     Strategy names and what each shards are shared with the estimator (``tunekit.core.sharding.SHARDED``).
     """
 
-    strategy: Literal["none", "ddp", "fsdp", "zero2", "zero3"] = Field(
+    strategy: Strategy = Field(
         "none", description="none (one process), ddp (replicate), fsdp (shard), zero2/zero3 (DeepSpeed ZeRO)")
     gpus: int = Field(1, ge=1, le=1024, description="GPUs (processes) per node")
     nodes: int = Field(1, ge=1, le=1024, description="Machines")

@@ -23,11 +23,12 @@ MODEL_PATH = ("model", "path")
 """Also anchored, but only when the file exists beside the recipe: otherwise it may be a hub id."""
 
 
-def _exists(path: Path, *, file: bool = False) -> bool:
-    """``path.exists()`` (or ``is_file()``) that answers False for a name the OS refuses (over 255 bytes)."""
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that answers False for names the OS refuses (too long, bad bytes): the recipe's
+    loader then reports the missing file with its key, instead of a traceback from here."""
     try:
-        return path.is_file() if file else path.exists()
-    except OSError:
+        return path.exists()
+    except (OSError, ValueError):
         return False
 
 
@@ -38,7 +39,7 @@ def _anchor(value: str, folder: Path, *, only_if_exists: bool) -> str:
     candidate = folder / path
     if _exists(candidate):
         return str(candidate)
-    if only_if_exists or (len(path.parts) == 1 and _exists(shipped_data_dir() / path, file=True)):
+    if only_if_exists or (len(path.parts) == 1 and _exists(shipped_data_dir() / path)):
         return value  # a hub id, or shipped data named by file name (train.data: austen_instruct.jsonl)
     return str(candidate)
 
@@ -69,7 +70,7 @@ def check_input_files(recipe: Any, *, source: str, skip_train_data: bool = False
             if key.startswith("eval."):  # evaluation reads text; a binary or Latin-1 file fails here, not later
                 check_text_file(path, "evaluation text" if key == "eval.data" else "references")
             continue
-        if len(path.parts) == 1 and _exists(shipped_data_dir() / path, file=True):
+        if len(path.parts) == 1 and _exists(shipped_data_dir() / path):
             continue
         raise RecipeError(f"{value} does not exist (relative paths are read from the recipe's folder)",
                           source=source, key=key)

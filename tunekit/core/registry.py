@@ -18,8 +18,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
@@ -61,10 +63,15 @@ class PluginSource:
 
 @dataclass
 class Registry:
-    """Loaded plugins per kind, and everything that failed on the way."""
+    """Loaded plugins per kind, and everything that failed on the way.
+
+    Other modules read plugins through :meth:`of`/:meth:`get` and report problems through
+    :meth:`record_failure`; only this module fills the tables, so the built-in-first precedence and the
+    strict mode hold for every caller.
+    """
 
     pm: pluggy.PluginManager
-    classes: dict[str, dict[str, type[Plugin]]] = field(default_factory=lambda: {k: {} for k in KIND_HOOKS})
+    _classes: dict[str, dict[str, type[Plugin]]] = field(default_factory=lambda: {k: {} for k in KIND_HOOKS})
     owners: dict[tuple[str, str], PluginSource] = field(default_factory=dict)
     sources: dict[str, PluginSource] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
@@ -73,17 +80,28 @@ class Registry:
     #: True when built from the installed entry points alone: only then may its commands be cached.
     from_entry_points_only: bool = False
 
+    def of(self, kind: str) -> Mapping[str, type[Plugin]]:
+        """``name -> class`` of every loaded plugin of ``kind`` (read-only; empty when none is installed)."""
+        if kind not in self._classes:
+            raise ValueError(f"unknown plugin kind {kind!r} (kinds: {', '.join(KIND_HOOKS)})")
+        return MappingProxyType(self._classes[kind])
+
     def get(self, kind: str, name: str) -> type[Plugin]:
         """The class registered for ``name`` in ``kind``, or a clear error listing what exists."""
         try:
-            return self.classes[kind][name]
+            return self._classes[kind][name]
         except KeyError:
-            known = ", ".join(sorted(self.classes.get(kind, {}))) or "none installed"
-            hint = did_you_mean(name, self.classes.get(kind, {}))
+            known = ", ".join(sorted(self._classes.get(kind, {}))) or "none installed"
+            hint = did_you_mean(name, self._classes.get(kind, {}))
             raise UnknownPluginError(f"unknown {kind} {excerpt(name)}{hint} (available: {known})") from None
 
+    def owner(self, kind: str, name: str) -> PluginSource:
+        """The distribution (and its entry point) that registered ``name`` in ``kind``."""
+        self.get(kind, name)  # the same error as get() for a name that is not registered
+        return self.owners[(kind, name)]
+
     def all(self) -> list[type[Plugin]]:
-        return [cls for kind in KIND_HOOKS for cls in self.classes[kind].values()]
+        return [cls for kind in KIND_HOOKS for cls in self._classes[kind].values()]
 
     def call_safely(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of a hook on its own, isolating the ones that raise."""
@@ -93,7 +111,7 @@ class Registry:
             try:
                 value = impl.function(*[kwargs[name] for name in argnames])
             except Exception as exc:  # a plugin's bug must not break tunekit
-                self._fail(impl.plugin_name, f"{hook_name}() raised {type(exc).__name__}: {exc}", exc)
+                self.record_failure(impl.plugin_name, f"{hook_name}() raised {type(exc).__name__}: {exc}", exc)
                 continue
             if value is not None:
                 results.append((impl.plugin_name, value))
@@ -108,8 +126,12 @@ class Registry:
         others = ", ".join(sorted({f"{s.distribution} {s.version}".strip() for s in skipped}))
         return f"{kind} '{name}' comes from {owner.distribution} {owner.version} (also offered by {others}: skipped)"
 
-    def _fail(self, plugin: str, error: str, exc: BaseException | None = None,
-              source: PluginSource | None = None) -> None:
+    def record_failure(self, plugin: str, error: str, exc: BaseException | None = None,
+                       source: PluginSource | None = None) -> None:
+        """Record that ``plugin`` offered something unusable (shown by ``tunekit plugins --all``).
+
+        Under ``TUNEKIT_STRICT_PLUGINS=1`` it raises instead, so a plugin developer sees the error at once.
+        """
         source = source or self.sources.get(plugin, PluginSource(plugin, "?", "?"))
         self.failures.append(PluginFailure(plugin, source.distribution, source.version, error))
         if strict_mode():
@@ -175,7 +197,7 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
         source = PluginSource(ep.name, dist.name if dist else "?", dist.version if dist else "?")
         if ep.name in registry.sources:  # the first (built-in) owner keeps the name; the newcomer is reported
             first = registry.sources[ep.name]
-            registry._fail(ep.name, f"another entry point already uses this name ({first.distribution} "
+            registry.record_failure(ep.name, f"another entry point already uses this name ({first.distribution} "
                            f"{first.version}); {ep.value} not loaded", source=source)
             continue
         registry.sources[ep.name] = source
@@ -188,14 +210,14 @@ def load_registry(*, entry_points: bool = True, extra_modules: list[Any] | None 
             _warn_if_slow(source, time.perf_counter() - started)
             pm.register(module, name=ep.name)
         except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() at import
-            registry._fail(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}", exc)
+            registry.record_failure(ep.name, f"failed to load {ep.value}: {type(exc).__name__}: {exc}", exc)
     for module in extra_modules or []:
         name = getattr(module, "__name__", repr(module))
         registry.sources.setdefault(name, PluginSource(name, "(in-process)", ""))
         try:
             pm.register(module, name=name)
         except Exception as exc:
-            registry._fail(name, f"failed to register: {type(exc).__name__}: {exc}", exc)
+            registry.record_failure(name, f"failed to register: {type(exc).__name__}: {exc}", exc)
     _check_unknown_hooks(registry)
     _collect_classes(registry)
     return registry
@@ -217,7 +239,7 @@ def _check_unknown_hooks(registry: Registry) -> None:
             if impl.optionalhook:
                 continue
             known = ", ".join(sorted(n for n in vars(pm.hook) if getattr(pm.hook, n).has_spec()))
-            registry._fail(impl.plugin_name, f"unknown hook {hook_name}() (tunekit's hooks: {known})")
+            registry.record_failure(impl.plugin_name, f"unknown hook {hook_name}() (tunekit's hooks: {known})")
 
 
 def _collect_classes(registry: Registry) -> None:
@@ -232,20 +254,20 @@ def _collect_classes(registry: Registry) -> None:
             for obj in items:
                 problem = _validate_class(kind, obj)
                 if problem:
-                    registry._fail(plugin_name, f"{hook_name}(): {problem}")
+                    registry.record_failure(plugin_name, f"{hook_name}(): {problem}")
                     continue
-                existing = registry.classes[kind].get(obj.name)
+                existing = registry._classes[kind].get(obj.name)
                 if existing is not None:
                     first = registry.owners[(kind, obj.name)]
                     newcomer = registry.sources.get(plugin_name, PluginSource(plugin_name, "?", "?"))
                     registry.contested.setdefault((kind, obj.name), []).append(newcomer)
-                    registry._fail(
+                    registry.record_failure(
                         plugin_name,
                         f"{kind} name '{obj.name}' is already registered by plugin '{first.plugin}' "
                         f"({first.distribution}); {obj.__module__}.{obj.__qualname__} skipped",
                     )
                     continue
-                registry.classes[kind][obj.name] = obj
+                registry._classes[kind][obj.name] = obj
                 registry.owners[(kind, obj.name)] = registry.sources.get(
                     plugin_name, PluginSource(plugin_name, "?", "?")
                 )

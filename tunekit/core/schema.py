@@ -15,7 +15,7 @@ def recipe_json_schema() -> dict[str, Any]:
     registry = get_registry()
     for kind in KINDS:
         options = []
-        for name, cls in sorted(registry.classes[kind].items()):
+        for name, cls in sorted(registry.of(kind).items()):
             params = cls.Params.model_json_schema()
             props = {"method": {"const": name, "description": cls.summary}, **params.get("properties", {})}
             option: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False,

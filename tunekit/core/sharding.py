@@ -13,7 +13,7 @@ The process side (rank, world size, signal handling) is ``tunekit.run.distribute
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tunekit.core.errors import RecipeError
 
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from tunekit.core.recipe import ResolvedRecipe
     from tunekit.core.recipe_model import DistributedSection, Recipe
 
-STRATEGIES = ("none", "ddp", "fsdp", "zero2", "zero3")
+Strategy = Literal["none", "ddp", "fsdp", "zero2", "zero3"]
+"""The recipe's ``distributed.strategy`` values; the CLI choices and the estimator read the same list."""
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 STATES = ("weights", "gradients", "optimizer")
 _ALL = frozenset(STATES)
 _GRADS_OPT = frozenset({"gradients", "optimizer"})
@@ -33,7 +35,7 @@ SHARDED: dict[str, frozenset[str]] = {
     "zero3": _ALL,  # ZeRO stage 3: + the weights themselves
     "fsdp": _ALL,  # FSDP full_shard = ZeRO-3; see FSDP_SHARDED for the other modes
 }
-"""Training states each strategy splits across processes (REFERENCE.md: ZeRO-1/2/3 divide by N)."""
+"""Training states each strategy splits across processes (docs/reference.md: ZeRO-1/2/3 divide by N)."""
 
 FSDP_SHARDED: dict[str, frozenset[str]] = {
     "full_shard": _ALL,

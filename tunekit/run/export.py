@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tunekit.core.formats import BUILTIN_FORMATS, parse_format
+from tunekit.core.kinds import Adapter
 from tunekit.run.exporters import run_exporters
 from tunekit.run.model_card import render_card
 
@@ -37,21 +38,21 @@ def write_model(model: Any, ctx: StageContext) -> None:
     out = Path(ctx.output_dir)  # type: ignore[arg-type]
     recipe = ctx.recipe
     names = {parse_format(f)[0] for f in recipe.output.formats if parse_format(f)[0] in BUILTIN_FORMATS}
-    quantizer = ctx.extras.get("stages", {}).get("quantizer")
+    quantizer = ctx.run.stages.get("quantizer")
     saved_by_plugin = bool(quantizer.save(model, out, ctx)) if quantizer is not None else False
     written: list[str] = []
     peft = _is_peft(model)
     if not saved_by_plugin and (names & {"hf", "adapter"} or (not peft and "merged" in names)):
         ctx.log(f"saving {'adapter' if peft else 'model'} to the output")
         # under FSDP/ZeRO-3 the model holds one shard; training gathered the whole weights for rank 0
-        model.save_pretrained(out, state_dict=ctx.extras.get("state_dict"))
+        model.save_pretrained(out, state_dict=ctx.run.state_dict)
         written.append("adapter" if peft else "model")
     if peft and ("merged" in names or recipe.output.merge):
         only_merged = names == {"merged"}
         target = out if only_merged else out / "merged"
         ctx.log(f"saving the merged model to {'the output' if only_merged else 'merged/'}")
-        adapter = ctx.extras.get("stages", {}).get("adapter")
-        merged = adapter.merge(model, ctx) if adapter is not None else model.merge_and_unload()
+        adapter = ctx.run.stages.get("adapter")
+        merged = adapter.merge(model, ctx) if isinstance(adapter, Adapter) else model.merge_and_unload()
         merged.save_pretrained(target)
         if ctx.tokenizer is not None:
             ctx.tokenizer.save_pretrained(target)
@@ -60,20 +61,17 @@ def write_model(model: Any, ctx: StageContext) -> None:
         written.append(f"model ({getattr(quantizer, 'name', 'quantizer')} format)")
     if ctx.tokenizer is not None:
         ctx.tokenizer.save_pretrained(out)
-    exporters = ctx.extras.get("exporters") or []
-    if exporters:
-        run_exporters(exporters, model, ctx.tokenizer, out, ctx)
+    if ctx.run.exporters:
+        run_exporters(list(ctx.run.exporters), model, ctx.tokenizer, out, ctx)
     generation = getattr(model, "generation_config", None)
     if generation is not None:
         generation.save_pretrained(out)  # also for a PEFT adapter, whose save_pretrained skips it
     ctx.record("export", written=written, output_mb=round(_folder_bytes(out) / 2**20, 2))
-    recipe_dict = ctx.extras.get("recipe_dict") or {}
-    (out / "tunekit-recipe.yaml").write_text(yaml.safe_dump(recipe_dict, sort_keys=False), encoding="utf-8")
+    (out / "tunekit-recipe.yaml").write_text(yaml.safe_dump(ctx.run.recipe_dict, sort_keys=False), encoding="utf-8")
 
 
 def write_report(ctx: StageContext) -> None:
     """``metrics.json`` and the ``README.md`` card, written after the export stage so its timing is in them."""
     out = Path(ctx.output_dir)  # type: ignore[arg-type]
-    recipe_dict = ctx.extras.get("recipe_dict") or {}
     (out / "metrics.json").write_text(json.dumps(ctx.metrics, indent=2, default=str) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(render_card(ctx, recipe_dict), encoding="utf-8")
+    (out / "README.md").write_text(render_card(ctx, ctx.run.recipe_dict), encoding="utf-8")

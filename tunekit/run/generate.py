@@ -39,6 +39,11 @@ def load_output(folder: Path, dtype: Any, trust: bool = False) -> Any:
     """
     from transformers import AutoModelForCausalLM
 
+    from tunekit.run.saved_model import load_plugin_format
+
+    own_format = load_plugin_format(folder)
+    if own_format is not None:
+        return own_format
     from tunekit.core.quantization import portable_cpu_kernels
 
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
@@ -98,7 +103,7 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         source = str(folder)
     else:
         from tunekit.core.recipe import load_recipe
-        from tunekit.run.pipeline import choose_model, default_model_path
+        from tunekit.run.plan import choose_model, default_model_path
 
         resolved = load_recipe(target, overrides=list(overrides or []))
         from tunekit.run.model_source import resolve as resolve_model_source
@@ -110,6 +115,14 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         kwargs: dict[str, Any] = {"trust_remote_code": trust, **({"gguf_file": gguf} if gguf else {})}
         lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+        if resolved.recipe.model.offload is not None:
+            import tempfile
+
+            from tunekit.run.offload import recipe_load_kwargs
+
+            scratch = Path(tempfile.mkdtemp(prefix="tunekit-offload-"))
+            kwargs.update(recipe_load_kwargs(resolved.recipe.model.offload, folder, scratch))
+        lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         sampler = resolved.stages.get("sampler")
         generation = GenerationConfig(**sampler.generation_config()) if sampler else lm.generation_config  # type: ignore[attr-defined]
         assistant_path = getattr(getattr(sampler, "params", None), "assistant_model", None)

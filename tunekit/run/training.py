@@ -17,6 +17,7 @@ from tunekit.core.errors import UsageError
 from tunekit.core.resources import shipped_data_dir
 from tunekit.run import train_data
 from tunekit.run.checkpoints import completion_callback, latest_complete
+from tunekit.run.measure import peak_memory_mb
 
 if TYPE_CHECKING:
     from tunekit.core.context import StageContext
@@ -42,18 +43,17 @@ def data_path(ctx: StageContext) -> Path:
 
 
 def checkpoint_dir(ctx: StageContext) -> Path:
-    """Where checkpoints go: ``extras['checkpoint_dir']`` (the pipeline's stable place) or output/checkpoints."""
-    chosen = ctx.extras.get("checkpoint_dir")
-    if chosen:
-        return Path(chosen)
+    """Where checkpoints go: ``ctx.run.checkpoint_dir`` (the pipeline's stable place) or output/checkpoints."""
+    if ctx.run.checkpoint_dir is not None:
+        return ctx.run.checkpoint_dir
     if ctx.output_dir is None:
         raise UsageError("training needs an output directory for its checkpoints")
     return Path(ctx.output_dir) / "checkpoints"
 
 
 def resume_from(ctx: StageContext, directory: Path) -> str | bool | None:
-    """``extras['resume']``: True (latest checkpoint in ``directory``) or a checkpoint path."""
-    resume = ctx.extras.get("resume")
+    """``ctx.run.resume``: True (latest checkpoint in ``directory``) or a checkpoint path."""
+    resume = ctx.run.resume
     if not resume:
         return None
     if resume is True or resume == "latest":
@@ -82,7 +82,7 @@ def precision_flags(section: TrainSection) -> dict[str, bool]:
 def training_arguments(
     section: TrainSection, output: Path, has_eval: bool, extra: dict[str, Any] | None = None
 ) -> Any:
-    """TrainingArguments from the recipe; ``extra`` (``ctx.extras['training_args']``) adds or overrides
+    """TrainingArguments from the recipe; ``extra`` (``ctx.run.training_args``) adds or overrides
     keyword arguments, e.g. what a distributed launch needs, without this module knowing about it."""
     import torch
     from transformers import TrainingArguments
@@ -112,7 +112,7 @@ def training_arguments(
         data_seed=section.seed,
         # packed rows carry no attention mask for the Trainer to count with; their padding is a row's tail
         include_num_input_tokens_seen="all" if section.pack_examples else "non_padding",
-        report_to="none",
+        report_to=list(section.report_to) or "none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=False,
@@ -123,17 +123,6 @@ def training_arguments(
         **precision_flags(section),
     )
     return TrainingArguments(**{**kwargs, **(extra or {})})
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory allocated when on CUDA, else this process's peak resident set size."""
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _round(value: float | None) -> float | None:
@@ -183,14 +172,14 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
             f"{len(data.eval)} held out")
     output = checkpoint_dir(ctx)
     resume = resume_from(ctx, output)
-    args = training_arguments(section, output, bool(data.eval), ctx.extras.get("training_args"))
+    args = training_arguments(section, output, bool(data.eval), ctx.run.training_args)
     custom = adapter.optimizer(model, section.lr, section.weight_decay) if adapter is not None else None
     pad_id = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else ctx.tokenizer.eos_token_id
     trainer = Trainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
         data_collator=lambda batch: collate(batch, pad_id),
         optimizers=(custom, None),
-        callbacks=[ProgressCallback(ctx.log, quiet=bool(ctx.extras.get("quiet"))), completion_callback()],
+        callbacks=[ProgressCallback(ctx.log, quiet=not ctx.run.shows_bars), completion_callback()],
     )
     trainer.remove_callback(PrinterCallback)
     if torch.cuda.is_available():
@@ -201,7 +190,7 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     seconds = time.perf_counter() - started
     gathered = gathered_state_dict(trainer)
     if gathered is not None:
-        ctx.extras["state_dict"] = gathered
+        ctx.run.state_dict = gathered
     history = trainer.state.log_history
     evals = [h for h in history if "eval_loss" in h]
     eval_loss = None

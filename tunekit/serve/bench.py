@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunekit.core.errors import TunekitError, UsageError
+from tunekit.run.measure import peak_rss_bytes
 
 BACKENDS = ("transformers", "llamacpp")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
@@ -67,12 +68,6 @@ def prompt_ids(all_ids: list[int], n: int) -> list[int]:
     return out[:n]
 
 
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
-
-
 def bench_one(path: Path, *, backend: str | None = None, prompt_tokens: int = 128, new_tokens: int = 32,
               text: str | None = None, seq_len: int = 256, eval_tokens: int = 4096,
               threads: int = 2) -> dict[str, Any]:
@@ -93,7 +88,7 @@ def bench_one(path: Path, *, backend: str | None = None, prompt_tokens: int = 12
         "output": str(path),
         "backend": backend,
         "file_bytes": weights_size(path, backend),
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "wall_s": round(time.perf_counter() - start, 2),
     })
     return result

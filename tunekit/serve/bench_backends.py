@@ -31,10 +31,13 @@ def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens:
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     if kwargs:
         model: Any = AutoModelForCausalLM.from_pretrained(where, dtype="auto", **kwargs)
-    else:  # a model folder or an adapter folder (base + adapter), loaded as generate loads it
+    else:  # the plugin's own saved format, a model folder or an adapter folder (base + adapter), as generate loads it
         from tunekit.run.generate import load_output
+        from tunekit.run.saved_model import load_plugin_format
 
-        model = load_output(where, "auto")
+        model = load_plugin_format(where)
+        if model is None:
+            model = load_output(where, "auto")
     model = model.to(device).eval()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

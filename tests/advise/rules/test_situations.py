@@ -27,7 +27,7 @@ NEEDED = {("quantizer", "nf4"), ("quantizer", "int8"), ("adapter", "lora"), ("ad
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     reg = plugins.get_registry(refresh=True)
-    missing = sorted(f"{k} {n}" for k, n in NEEDED if n not in reg.classes.get(k, {}))
+    missing = sorted(f"{k} {n}" for k, n in NEEDED if n not in reg.of(k))
     if missing:
         pytest.skip(f"built-in plugins not installed: {', '.join(missing)}")
     return reg
@@ -39,8 +39,10 @@ def rules(registry: Registry) -> list:
 
 
 def run(registry: Registry, rules: list, model: str, *, vram: float | None = 24, gpus: int | None = None,
-        cpu_only: bool = False, ram: float = 64, top: int = 5, **kw: object) -> Ranked:
-    hardware = resolve_hardware(vram=None if cpu_only else vram, gpus=gpus, cpu_only=cpu_only, ram=ram)
+        cpu_only: bool = False, ram: float = 64, top: int = 5, gpu: str | None = None, **kw: object) -> Ranked:
+    """``gpu`` names a card of the table: an "8 GB" card has 8 GiB (8.59 GB), as the situations mean."""
+    hardware = resolve_hardware(vram=None if cpu_only or gpu else vram, gpus=gpus, cpu_only=cpu_only, ram=ram,
+                                gpu=gpu)
     facts = Facts(hardware=hardware, model=resolve_model(model, registry=registry), **kw)  # type: ignore[arg-type]
     return recommend(facts, rules, registry, top=top)
 
@@ -56,9 +58,7 @@ def test_two_80gb_gpus_full_finetune_13b_is_sharded_with_the_per_gpu_figure(regi
     assert estimates["full_finetune_per"] == "GPU, sharded" and estimates["full_finetune_8bit_gb"] < 80
     assert estimates["full_finetune_fits"] is True
     assert not any("full fine-tune does not fit" in n for n in result.notes)
-    refused = [why for name, why in result.dropped if name == "full" and "not supported" in why]
-    if refused:  # recipe validation still refuses `train` without an adapter (full FT lands with apply)
-        pytest.skip("this checkout's recipe validation refuses full fine-tuning")
+    assert not [why for name, why in result.dropped if name == "full"]
     first = result.recommendations[0]
     assert first.candidate.method == "full" and first.fits
     assert first.recipe["distributed"] == {"strategy": "fsdp", "gpus": 2} and "adapter" not in first.recipe
@@ -93,30 +93,36 @@ def test_cpu_only_serving_is_llama_cpp_q4_k_m_without_ngl(registry: Registry, ru
 
 
 def test_8gb_finetune_8b_is_qlora_at_the_sequence_it_fits(registry: Registry, rules: list) -> None:
-    result = run(registry, rules, "llama-3.1-8b", vram=8, goal="finetune")
+    result = run(registry, rules, "llama-3.1-8b", gpu="rtx-4060", goal="finetune")
     first = result.recommendations[0]
     assert first.fits and first.recipe["adapter"]["method"] == "lora"
     assert first.recipe["quantizer"]["method"] == "nf4"
     seq = first.recipe["train"]["seq_len"]
     assert 256 <= seq < 2048 and any(f"seq {seq}" in r for r in first.reasons)
+    assert any(f"fits at seq_len {seq} tokens" in r for r in first.reasons)
     assert not any(n.startswith("nothing fits") for n in result.notes)
+    # planned on the upper part of the band: what fits is decided on more than the point estimate
+    assert first.candidate.memory is not None and first.candidate.memory.total_gb < 8 * 2**30 / 1e9
 
 
 def test_12gb_doesnt_fit_during_lora_saves_memory_before_changing_method(registry: Registry, rules: list) -> None:
-    result = run(registry, rules, "llama-3.2-3b", vram=12, goal="finetune", symptoms=("doesnt-fit",), seq_len=8192,
-                 batch=4)
+    result = run(registry, rules, "llama-3.2-3b", gpu="rtx-3060", goal="finetune", symptoms=("doesnt-fit",),
+                 seq_len=8192, batch=4)
     first = result.recommendations[0]
     assert first.fits and first.candidate.lever == "savings"
     assert first.recipe["adapter"]["method"] == "lora" and "quantizer" not in first.recipe
     assert first.recipe["train"]["optimizer"] == "adamw-8bit" and first.recipe["train"]["gradient_checkpointing"]
     assert first.recipe["train"]["seq_len"] < 8192 and any("was 8192" in r for r in first.reasons)
+    # the micro-batch goes before the sequence: the same effective batch through accumulation
+    assert first.recipe["train"]["batch_size"] == 1 and first.recipe["train"]["grad_accum"] == 4
+    assert first.recipe["train"]["seq_len"] >= 1024
 
 
 def test_48gb_finetune_70b_is_plain_qlora_with_8bit_optimizer(registry: Registry, rules: list) -> None:
-    result = run(registry, rules, "llama-3.1-70b", vram=48, goal="finetune", top=8)
+    result = run(registry, rules, "llama-3.1-70b", gpu="rtx-a6000", goal="finetune", top=8)
     first = result.recommendations[0]
     assert first.fits and first.recipe["adapter"]["method"] == "lora"
-    assert first.recipe["quantizer"]["method"] == "nf4" and first.recipe["train"]["optimizer"] == "adamw-8bit"
+    assert first.recipe["quantizer"]["method"] == "nf4" and first.recipe["train"]["optimizer"] == "paged-adamw-8bit"
     names = [r.candidate.name for r in result.recommendations]
     for niche in ("vera", "lora-fa"):
         assert all(names.index(first.candidate.name) < i for i, n in enumerate(names) if niche in n)
@@ -234,3 +240,42 @@ def test_full_finetune_ranks_first_when_asked_and_sharded_fits(registry: Registr
     single = run(registry, rules, "llama-2-13b", vram=80, goal="finetune", method="full")
     assert single.recommendations[0].candidate.method != "full"
     assert any("full fine-tune does not fit" in n and "per GPU (" in n for n in single.notes)
+
+
+def test_nothing_fits_note_matches_the_table_and_commands_name_the_written_file(
+        registry: Registry, rules: list, tmp_path: Path) -> None:
+    """One figure: the note's `needs ~` is the leanest row's table figure, its `planned` the reason's; the
+    multi-GPU lines name the file --write wrote, which exists."""
+    result = run(registry, rules, "llama-3.1-8b", vram=8, goal="finetune")
+    assert result.no_fit is not None and not any(r.fits for r in result.recommendations)
+    lean = min(result.recommendations, key=lambda r: r.candidate.memory.total_gb)  # type: ignore[union-attr]
+    assert lean.candidate.memory is not None
+    note = next(n for n in result.notes if n.startswith("nothing fits"))
+    assert f"needs ~{lean.candidate.memory.total_gb:.1f} GB" in note and "upper part of the band" in note
+    assert any(f"(~{result.no_fit['planned_gb']:.1f} GB)" in r for r in lean.reasons)
+    out = tmp_path / "w"
+    cli = invoke("recommend", "--vram", "8", "--model", "llama-3.1-8b", "--write", str(out))
+    assert cli.exit_code == 0, cli.output
+    lines = [line.strip() for line in cli.output.splitlines() if line.strip().startswith(("tunekit launch",
+                                                                                        "accelerate launch"))]
+    assert lines
+    for line in lines:
+        named = next(word for word in line.split() if word.endswith(".yaml"))
+        assert Path(named).is_file() and Path(named).parent == out
+    data = json.loads(invoke("recommend", "--vram", "8", "--model", "llama-3.1-8b", "--write", str(tmp_path / "j"),
+                             "--json").output)
+    assert Path(data["facts"]["diagnosis"]["no_fit"]["recipe"]).is_file()
+
+
+def test_shortened_sequences_fit_on_the_upper_band_and_rank_below_the_asked_length(
+        registry: Registry, rules: list) -> None:
+    """A candidate shortened to fit is shortened as `fits` decides (upper band), and the shorter sequence is a
+    trade: an 8-bit base at 256 tokens does not outrank a 4-bit base at the asked 2048."""
+    from tunekit.advise.rules import fitting
+
+    result = run(registry, rules, "qwen2.5-14b", vram=24, goal="finetune", top=8)
+    first = result.recommendations[0]
+    assert first.recipe["quantizer"]["method"] == "nf4" and first.recipe["train"]["seq_len"] == 2048
+    facts = Facts(hardware=resolve_hardware(vram=24, ram=64), model=resolve_model("qwen2.5-14b"), goal="finetune")
+    shortened = [r for r in result.recommendations if any(x.startswith("fits at seq_len") for x in r.reasons)]
+    assert shortened and all(fitting.fits(facts, r.candidate) for r in shortened)

@@ -11,13 +11,14 @@ Nothing here reads the machine or the disk: the CLI builds ``Facts`` and loads t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, fits_bytes
+from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_bytes
+from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules import fitting
+from tunekit.advise.rules import engines, fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
 from tunekit.advise.rules.fitting import fit, no_fit
 from tunekit.advise.rules.generate import PackageCache, generate
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from tunekit.core.registry import Registry
 
 
-GOALS = ("finetune", "serve", "long-context", "compress")
-DEFAULT_LEVERS = {"finetune": ("adapter",), "serve": ("as-is", "quantize"), "long-context": ("context",),
-                  "compress": ("quantize", "prune")}
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,7 @@ class Facts:
     margin: float = 0.1  # keep 10% of VRAM free (allocator spikes, other processes)
     data: str | None = None
     method: str | None = None  # --method full: the user asks for a full fine-tune
+    engine: str | None = None  # --engine hf|vllm|llama.cpp: serve with this one (None: whichever serves it)
 
     def budget_gb(self) -> float:
         """Usable memory per device: VRAM per GPU, or 80% of RAM on a CPU-only machine."""
@@ -79,6 +78,7 @@ class Facts:
             for opt in ("adamw", "adamw-8bit", "paged-adamw-8bit"))
         return {
             "hardware": self.hardware.to_dict(), "model": model_facts(arch), "goal": self.goal, "method": self.method,
+            "engine": self.engine,
             "symptoms": list(self.symptoms), "seq_len": self.seq_len, "batch": self.batch,
             "context_target": self.target_context(), "margin": self.margin, "budget_gb": round(self.budget_gb(), 2),
             "size_class": "small" if size < 10 else "medium" if size < 40 else "large",
@@ -93,6 +93,8 @@ class Facts:
                 "lora_bf16_gb": round(estimate(arch, method="lora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "qlora_4bit_gb": round(estimate(arch, method="qlora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
+                "ternary_weights_gb": round(weight_bytes(arch, QUANTS["ternary"]) / GB, 2),
+                "bf16_weights_gb": round(weight_bytes(arch, QUANTS["bf16"]) / GB, 2),
             },
         }
 
@@ -197,6 +199,8 @@ def _recipe(facts: Facts, cand: gen.Candidate, settings: dict[str, dict[str, Any
         from tunekit.core.recipe_model import TrainSection
 
         train = {k: v for k, v in settings.get("train", {}).items() if k in TrainSection.model_fields}
+        if cand.setup.batch < facts.batch:  # the micro-batch traded for accumulation keeps the effective batch
+            train["grad_accum"] = int(train.get("grad_accum", 1)) * (facts.batch // cand.setup.batch)
         data["train"] = {**train, "seq_len": cand.setup.seq_len, "batch_size": cand.setup.batch,
                          "gradient_checkpointing": True, **({"data": facts.data} if facts.data else {}),
                          **({"optimizer": cand.setup.optimizer} if cand.setup.optimizer != "adamw" else {})}
@@ -207,6 +211,11 @@ def _recipe(facts: Facts, cand: gen.Candidate, settings: dict[str, dict[str, Any
     if cand.export:
         data["output"] = {"formats": ["hf", f"gguf:{cand.export}"]}
     return data
+
+
+def recipe_file(rec: Recommendation) -> str:
+    """The file name ``--write DIR`` gives ``rec`` (inside DIR) and the printed commands use without it."""
+    return f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
 
 
 def _resolve(data: dict[str, Any], registry: Registry) -> dict[str, Any]:
@@ -241,7 +250,7 @@ def _notes(run: _Run, registry: Registry) -> list[str]:
     notes = [f"[{r.id}] {fill(r.note, run.fdict)}" for r in run.fired if r.note]
     for lever in run.levers:
         kind = LEVER_KINDS.get(lever)
-        if kind and not registry.classes.get(kind):
+        if kind and not registry.of(kind):
             notes.append(f"lever '{lever}' has no installed {kind} plugin (see `tunekit plugins`)")
     return notes
 
@@ -257,6 +266,14 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
         if cand.needs:
             run.dropped.append((cand.name, "; ".join(cand.needs)))
             continue
+        unserved = engines.servable(cand, run.facts.engine) if cand.method == "infer" else None
+        if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
+            run.dropped.append((cand.name, unserved))
+            continue
+        hf_only = cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)
+        if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
+            cand = gen.estimate_candidate(run.facts.model, replace(cand, setup=replace(cand.setup, engine="hf")))
+        wanted_seq = cand.setup.seq_len
         cand, fitted = fit(run.facts, cand, registry)
         assert cand.memory is not None
         cf = {**run.fdict, "candidate": cand.facts()}
@@ -265,7 +282,11 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
             run.dropped.append((cand.name, "; ".join(why_drop)))
             continue
         fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
-        points, reasons = score(run.facts, cand, run.levers, run.fired, cf)
+        points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
+        if hf_only:
+            points -= engines.HF_ONLY_POINTS
+            reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
+                           "or continuous batching")
         if fitting.tight(run.facts, cand) and cand.split_layers is None:
             points -= 1.0
             fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
@@ -283,7 +304,8 @@ def _keep(run: _Run, scored: list[Scored]) -> list[Scored]:
         if fits or cand.keep_if_unfit:
             kept.append((points, cand, reasons, fits))
         elif any_fit:
-            run.dropped.append((cand.name, f"needs ~{cand.memory.total_gb:.1f} GB + {run.facts.margin:.0%} margin; "
+            run.dropped.append((cand.name, f"needs ~{cand.memory.total_gb:.1f} GB (planned "
+                                           f"~{fitting.planned_gb(cand):.1f} GB + {run.facts.margin:.0%} margin); "
                                            f"{run.facts.budget_gb():.1f} GB available"))
         else:
             kept.append((points - cand.memory.total_gb, cand, reasons, False))
@@ -320,9 +342,16 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     scored = _judge(run, cands, registry)
     recs = _recommendations(run, _keep(run, scored), registry, top)
     considered = [cand for _, cand, _, _ in scored]
-    missed = no_fit(facts, considered) if considered and not any(r.fits for r in recs) else None
+    missed = None
+    if considered and not any(r.fits for r in recs):
+        # the commands name a recipe the user has: the leanest of those shown (as --write names it)
+        lean = min(recs, key=lambda r: r.candidate.memory.total_gb if r.candidate.memory else float("inf")) \
+            if recs else None
+        missed = no_fit(facts, [lean.candidate] if lean else considered, recipe_file(lean) if lean else None)
     if missed:
         gpu = missed.get("smallest_gpu")
-        notes.append(f"nothing fits {facts.budget_gb():.0f} GB: the leanest option ({missed['leanest']}) needs "
-                     f"~{missed['needs_gb']} GB" + (f"; the smallest GPU that fits it is {gpu}" if gpu else ""))
+        notes.append(f"nothing fits {round(facts.budget_gb(), 1):g} GB: the leanest option ({missed['leanest']}) "
+                     f"needs ~{missed['needs_gb']} GB (planned ~{missed['planned_gb']} GB, the upper part of the "
+                     f"band, + {facts.margin:.0%} margin)"
+                     + (f"; the smallest GPU that fits it is {gpu}" if gpu else ""))
     return Result(facts=run.fdict, recommendations=recs, notes=notes, trace=trace, dropped=run.dropped, no_fit=missed)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, fits_bytes, max_seq_len, weight_bytes
+from tunekit.advise.estimate import GB, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
+from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     stages = dict(cand.stages)
     quant = stages.get("quantizer")
     if quant is not None:
-        cls = registry.classes["quantizer"].get(quant["method"])
+        cls = registry.of("quantizer").get(quant["method"])
         extra = gen.plugin_params(cls, {"quant_storage": "bfloat16"}) if cls is not None else None
         stages["quantizer"] = {**quant, **(extra or {})}
     sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,
@@ -67,33 +68,45 @@ def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
 
 
 def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
-    """Swap AdamW for bitsandbytes' 8-bit AdamW when the candidate does not fit (state 8 -> 2 bytes/param)."""
+    """Swap AdamW for bitsandbytes' 8-bit AdamW when the candidate does not fit (state 8 -> 2 bytes/param);
+    when that is not enough either, page it (the QLoRA paper's paged optimizer: bitsandbytes moves the state
+    to CPU RAM under memory pressure, which also absorbs the step's spikes)."""
     if cand.method == "infer" or cand.setup.optimizer != "adamw" or fits(facts, cand):
         return cand, []
     lean = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="adamw-8bit")))
-    if fits(facts, lean) or cand.method != "full":
+    if fits(facts, lean) or cand.method == "lora":  # a LoRA's state on a 16-bit base is too small to page
         return lean, ["8-bit AdamW (bitsandbytes) to fit: optimizer state 2 bytes/param instead of 8"]
-    # a full fine-tune's optimizer state is the largest part: page it out of GPU memory (QLoRA paper's
-    # paged optimizers; bitsandbytes moves it to CPU RAM under memory pressure)
     paged = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="paged-adamw-8bit")))
     return paged, ["paged 8-bit AdamW (bitsandbytes) to fit: optimizer state in pageable CPU memory"]
 
 
+def accumulate(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """The ``savings`` lever trades the micro-batch for gradient accumulation before it shortens the sequence:
+    the same effective batch, activations of one sequence (HF's single-GPU training guide, first step)."""
+    if cand.lever != "savings" or cand.setup.batch == 1 or fits(facts, cand):
+        return cand, []
+    steps = cand.setup.batch
+    one = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, batch=1)))
+    return one, [f"micro-batch 1 with gradient accumulation x{steps} (same effective batch; was {steps})"]
+
+
 def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
-    """Shorten the sequence until the candidate fits (down to 512 tokens in training, 2048 serving); the
-    user's --seq-len is kept unless the ``savings`` lever is asked to find what fits. When even the floor
-    does not fit, leave it there so the near miss shows its leanest configuration."""
+    """Shorten the sequence until the candidate fits, decided as ``fits`` decides (the upper part of the band,
+    the margin kept free), down to 256 tokens in training (a short instruction example) and 2048 serving; the
+    user's --seq-len is kept unless the ``savings`` lever is asked to find what fits. When nothing fits with
+    the margin, the longest that fits inside it (``tight``); when even the floor does not, leave it there so
+    the near miss shows its leanest configuration."""
     assert cand.memory is not None
     budget = facts.budget_gb() / (1 + facts.margin)
     pinned = facts.seq_len is not None and cand.lever != "savings"
-    if pinned or cand.memory.total_gb <= budget or facts.goal == "long-context" or cand.lever == "context":
+    if pinned or fits(facts, cand) or facts.goal == "long-context" or cand.lever == "context":
         return cand, []
     if cand.export and cand.memory.breakdown["weights"] / GB >= budget:  # no context makes it fit: split it
         return cand, []
-    floor = min(512 if cand.method != "infer" else 2048, cand.setup.seq_len)
-    best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len)
+    floor = min(256 if cand.method != "infer" else 2048, cand.setup.seq_len)
+    best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len, planned=True)
     if best < floor:  # not with the margin: what fits inside it
-        best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len)
+        best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len, planned=True)
     chosen = max(floor, best // 256 * 256)
     short = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, seq_len=chosen)))
     assert short.memory is not None
@@ -149,32 +162,36 @@ def split(facts: Facts, cand: gen.Candidate) -> Fitted:
 
 
 def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
-    """Shard, then page the optimizer, then shorten; the reasons of each step that changed something."""
+    """Shard, page the optimizer, trade the micro-batch for accumulation, shorten, split; the reasons of
+    each step that changed something."""
     reasons: list[str] = []
     for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
-                 lambda c: shorten(facts, c), lambda c: split(facts, c)):
+                 lambda c: accumulate(facts, c), lambda c: shorten(facts, c), lambda c: split(facts, c)):
         cand, why = step(cand)
         reasons += why
     return cand, reasons
 
 
-def no_fit(facts: Facts, cands: list[gen.Candidate]) -> dict[str, Any]:
-    """The smallest single GPU that would fit the leanest candidate, and the multi-GPU/offload options."""
+def no_fit(facts: Facts, cands: list[gen.Candidate], recipe: str | None = None) -> dict[str, Any]:
+    """The smallest single GPU that would fit the leanest candidate, and the multi-GPU/offload options;
+    ``recipe`` is the file the commands name (what ``--write`` writes for that candidate)."""
     lean = min(cands, key=lambda c: c.memory.total_gb if c.memory else float("inf"))
     assert lean.memory is not None
-    need = lean.memory.total_gb * (1 + facts.margin)
-    gpu = smallest_gpu_fitting(need)
-    out: dict[str, Any] = {"leanest": lean.name, "needs_gb": round(need, 1),
+    # the same figure the table shows, and the same decision ``fits`` makes (upper band + margin)
+    gpu = smallest_gpu_fitting(planned_gb(lean) * (1 + facts.margin))
+    out: dict[str, Any] = {"leanest": lean.name, "needs_gb": round(lean.memory.total_gb, 1),
+                           "planned_gb": round(planned_gb(lean), 1),
                            "smallest_gpu": gpu.name if gpu else None,
                            "smallest_gpu_vram_gb": gpu.vram_gb if gpu else None}
     per_gpu = facts.hardware.vram_gb or (gpu.vram_gb if gpu else 80.0)
-    recipe = f"{facts.model.name}-{lean.name}.yaml"
+    recipe = recipe or f"{facts.model.name}-{lean.name}.yaml"
+    out["recipe"] = recipe
     for n in (2, 4, 8, 16, 32, 64):
         if lean.method == "infer":
             est = estimate(facts.model, lean.setup, gpus=n)
         else:
             est = estimate(facts.model, lean.setup, gpus=n, strategy="fsdp")
-        if est.total_gb * (1 + facts.margin) <= per_gpu:
+        if fits_bytes(est) / GB * (1 + facts.margin) <= per_gpu:
             out["multi_gpu"] = {"gpus": n, "per_gpu_gb": round(est.total_gb, 1), "strategy": "fsdp"
                                 if lean.method != "infer" else "tensor-parallel"}
             if lean.method == "infer":

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import QUANTS, Setup
 from tunekit.advise.rules import candidates as gen
+from tunekit.advise.rules import engines
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts
@@ -43,7 +44,7 @@ class PackageCache:
 
 
 def pick(registry: Registry, kind: str, preferred: str) -> type[Plugin] | None:
-    classes = registry.classes.get(kind, {})
+    classes = registry.of(kind)
     return classes.get(preferred) or (next(iter(classes.values())) if classes else None)
 
 
@@ -59,12 +60,12 @@ def infer_setup(facts: Facts, settings: Settings, seq: int | None = None) -> Set
         seq = seq or facts.target_context()
     ctx = settings.get("serve", {}).get("context", 4096)
     return Setup(method="infer", seq_len=seq or facts.seq_len or min(int(ctx), facts.model.max_context),
-                 batch=facts.batch, gpus=max(facts.hardware.gpus, 1))
+                 batch=facts.batch, gpus=max(facts.hardware.gpus, 1), engine=facts.engine or "vllm")
 
 
 def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool) -> list[QuantOption]:
     out = []
-    for cls in registry.classes.get("quantizer", {}).values():
+    for cls in registry.of("quantizer").values():
         if trainable_only and not cls.trainable:  # type: ignore[attr-defined]
             continue
         variants = gen.quantizer_variants(cls, facts.model, settings.get("quantizer", {}))  # type: ignore[arg-type]
@@ -98,7 +99,7 @@ def adapter_candidates(facts: Facts, registry: Registry, settings: Settings, lev
     only the default adapter on quantized bases, ``savings`` only the default adapter with an 8-bit
     optimizer (the memory savers tried before a method changes)."""
     arch, out = facts.model, []
-    adapters = list(registry.classes.get("adapter", {}).values())
+    adapters = list(registry.of("adapter").values())
     if lever in ("quantize", "savings"):
         chosen = pick(registry, "adapter", "lora")
         adapters = [chosen] if chosen else []
@@ -146,7 +147,7 @@ def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever
         return out + gguf_candidates(facts, registry, settings, lever, cache)
     if lever == "prune":
         out = []
-        for cls in registry.classes.get("pruner", {}).values():
+        for cls in registry.of("pruner").values():
             inst, params = gen.instantiate(cls, settings.get("pruner", {}))
             cand = gen.Candidate(name=f"prune-{cls.name}", lever=lever, method="infer",
                                  stages={"pruner": {"method": cls.name, **params}}, setup=infer_setup(facts, settings),
@@ -167,12 +168,13 @@ def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever:
                     cache: PackageCache) -> list[gen.Candidate]:
     """A llama.cpp GGUF 4-bit K-quant, written by the ``gguf`` exporter: the CPU's (and a split CPU/GPU's)
     serving format, since llama.cpp runs every layer it cannot place on the GPU from RAM."""
-    cls = registry.classes.get("exporter", {}).get("gguf")
+    cls = registry.of("exporter").get("gguf")
     if cls is None:
         return []
     spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
     cand = gen.Candidate(name=f"gguf-{GGUF_SERVE_TYPE}", lever=lever, method="infer", stages={},
-                         setup=replace(infer_setup(facts, settings), quant=spec), quality_cost=0.028,
+                         setup=replace(infer_setup(facts, settings), quant=spec, engine="llama.cpp"),
+                         quality_cost=0.028,
                          speedup=1.5, export=GGUF_SERVE_TYPE,  # as the GPTQ/AWQ plugins declare for 4 bits
                          notes=["llama.cpp Q4_K_M: +0.175 perplexity on Llama-3-8B (llama.cpp quantize README); "
                                 "runs on CPU, GPU or split between them"])
@@ -193,7 +195,7 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
     warning = (f"x{factor:g} is past the x{UNTUNED_CONTEXT_FACTOR:g} that holds without training: fine-tune "
                f"briefly at {target} tokens (YaRN/PI papers; the -ft recipe beside it)") if untuned else None
     lora = pick(registry, "adapter", "lora")
-    for cls in registry.classes.get("context", {}).values():
+    for cls in registry.of("context").values():
         _, params = gen.instantiate(cls, {**settings.get("context", {}), "factor": factor})
         base = gen.Candidate(name=f"{cls.name}-x{factor:g}", lever="context", method="infer",
                              stages={"context": {"method": cls.name, **params}},
@@ -202,9 +204,10 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
                              warnings=[warning] if warning else [], notes=list(cls.effects.notes))
         base = require(base, cls, facts, cache)
         out.append(base)
-        if four_bit:
-            best = min(four_bit, key=lambda q: q[2])
-            out.append(with_quant(base, *best, name=f"{cls.name}-x{factor:g}+{best[0].name}"))
+        if four_bit:  # the least lossy 4-bit base an engine serves well (vLLM/llama.cpp before transformers only)
+            variants = [with_quant(base, *q, name=f"{cls.name}-x{factor:g}+{q[0].name}") for q in four_bit]
+            out.append(min(variants, key=lambda c: (engines.servable(c, facts.engine) is not None,
+                                                    engines.only_hf(c), c.quality_cost)))
         if untuned and lora is not None and cls.name == "yarn":
             ainst, aparams = gen.instantiate(lora, settings.get("adapter", {}))
             setup = replace(train_setup(facts, settings), seq_len=target,

@@ -4,7 +4,7 @@ A rule file holds ``rules: [...]`` (or a bare list). Each rule::
 
     id: symptom-doesnt-fit            # unique; a later rule with the same id replaces the earlier one
     description: ...                  # shown by --explain and --list-symptoms
-    source: REFERENCE.md, diagnosis   # where the advice comes from
+    source: docs/reference.md, diagnosis   # where the advice comes from
     when: {symptom: doesnt-fit}       # condition over facts (see tunekit.advise.rules.conditions)
     priority: 50                      # higher: its levers come first and its `set` wins
     levers: [quantize, prune]         # families: as-is, adapter, savings, full, quantize, prune, context, sampler, none
@@ -127,7 +127,7 @@ def load_rules(registry: Registry | None = None, *, directory: Path | None = Non
                     found = read_rule_file(Path(item)) if isinstance(item, (str, Path)) else [
                         parse_rule(item, f"plugin {plugin}")]
                 except UsageError as exc:
-                    registry._fail(plugin, f"tunekit_rules(): {exc}")
+                    registry.record_failure(plugin, f"tunekit_rules(): {exc}")
                     continue
                 for rule in found:
                     rules[rule.id] = rule

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+from tunekit.advise.estimate import GB, fits_bytes
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules.conditions import evaluate
 
@@ -14,8 +16,11 @@ if TYPE_CHECKING:
 
 Scored = tuple[float, gen.Candidate, list[str], bool]
 LEVER_POINTS = (6.0, 3.0, 1.0)  # first, second, later lever named by the fired rules
+SHORT_SEQ_POINTS = 0.5  # per halving of the training sequence below the one asked for
 
 
+OPTIMIZER_WORDS = {"adamw-8bit": ", 8-bit AdamW", "paged-adamw-8bit": ", paged 8-bit AdamW",
+                   "paged-adamw": ", paged AdamW", "sgd": ", SGD"}
 ADAPTER_NAMES = {"lora": "LoRA", "dora": "DoRA", "vera": "VeRA", "lora-fa": "LoRA-FA", "lora-plus": "LoRA+"}
 
 
@@ -37,7 +42,7 @@ def describe(cand: gen.Candidate) -> str:
     if context:
         text += f", {context['method']} RoPE x{context.get('factor', 1):g}"
     if cand.method != "infer":
-        text += f", seq {setup.seq_len}" + (", 8-bit AdamW" if setup.optimizer == "adamw-8bit" else "")
+        text += f", seq {setup.seq_len}" + OPTIMIZER_WORDS.get(setup.optimizer, "")
         if setup.strategy != "none":
             text += f", {setup.strategy} over {setup.gpus} GPUs"
     else:
@@ -45,15 +50,25 @@ def describe(cand: gen.Candidate) -> str:
     return text
 
 
+def needs(facts: Facts, cand: gen.Candidate) -> str:
+    """The one memory figure (the point estimate, as the table shows it), its band, and how "fits" was decided:
+    on the upper part of the band with the margin kept free (said once, here)."""
+    assert cand.memory is not None
+    mem = cand.memory
+    return (f"needs ~{mem.total_gb:.1f} GB (band {mem.low / GB:.1f}-{mem.high / GB:.1f}) of "
+            f"{round(facts.budget_gb(), 1):g} GB per device; fits decided on the upper part of the band "
+            f"(~{fits_bytes(mem) / GB:.1f} GB) with {facts.margin:.0%} kept free")
+
+
 def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule],
-           fdict: dict[str, Any]) -> tuple[float, list[str]]:
+           fdict: dict[str, Any], wanted_seq: int | None = None) -> tuple[float, list[str]]:
+    """Points and reasons; ``wanted_seq`` is the training sequence asked for before fitting shortened it."""
     assert cand.memory is not None
     reasons: list[str] = [describe(cand)]
     index = levers.index(cand.lever) if cand.lever in levers else len(levers)
     points = LEVER_POINTS[min(index, len(LEVER_POINTS) - 1)]
     budget = facts.budget_gb()
-    reasons.insert(0, f"needs ~{cand.memory.total_gb:.1f} GB (band {cand.memory.low / 1e9:.1f}-"
-                   f"{cand.memory.high / 1e9:.1f}) of {budget:.0f} GB per device")
+    reasons.insert(0, needs(facts, cand))
     quality = -100 * cand.quality_cost
     if cand.quality_cost and cand.method != "qlora":
         reasons.append(f"expected quality cost +{100 * cand.quality_cost:.1f}% perplexity (declared by the plugin)")
@@ -81,6 +96,10 @@ def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule
         points -= 1.0
         reasons.append("needs calibration text (a few hundred samples) and a GPTQ/AWQ-style pass")
     points -= 0.3 * len([k for k in cand.stages if k != "sampler"])
+    if cand.method != "infer" and wanted_seq and cand.setup.seq_len < wanted_seq:
+        # a shortened sequence is a trade (the fitting step says which): an 8-bit base at 256 tokens must
+        # not rank above a 4-bit one at the asked 2048
+        points -= SHORT_SEQ_POINTS * math.log2(wanted_seq / cand.setup.seq_len)
     ruled = []
     for rule in fired:
         for item in rule.prefer:

@@ -12,15 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.advise import serving
 from tunekit.advise.estimate import GB, kv_cache_bytes, weight_bytes
+from tunekit.advise.rules import engines
 from tunekit.advise.rules.engine import hub_id
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation
-
-
-#: tunekit quantizer name -> vLLM --quantization (None: load the 16-bit weights, or export first)
-VLLM_QUANT = {"awq": "awq", "gptq": "gptq", "nf4": "bitsandbytes", "fp4": "bitsandbytes", "int8": "bitsandbytes",
-              "fp8": "fp8"}
 
 
 def gguf_type(bits: float) -> str:
@@ -51,7 +47,8 @@ def output_dir(rec: Recommendation) -> str:
 
 
 def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
-    """vLLM and llama.cpp command lines that match ``rec`` (quantization, length, rope, kv dtype)."""
+    """vLLM, llama.cpp and transformers command lines that match ``rec`` (quantization, length, rope, kv
+    dtype); an engine that cannot serve the recipe's weights gets no line but the reason, in ``not_served``."""
     arch, cand = facts.model, rec.candidate
     seq = cand.setup.seq_len
     quant = (cand.stages.get("quantizer") or {}).get("method")
@@ -62,32 +59,60 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     # a base quantized while loading (bitsandbytes) is read from the hub; any other quantizer's weights
     # exist only in the folder `tunekit apply` writes
     source = hub_id(arch) if not quant or cand.on_load else out
-    vllm = [f"vllm serve {source}", f"--max-model-len {seq}"]
-    vllm_ok = quant in VLLM_QUANT and not (quant == "awq" and (cand.stages["quantizer"].get("bits") or 4) != 4)
-    if vllm_ok:  # vLLM's AWQ kernels are 4-bit only
-        vllm.append(f"--quantization {VLLM_QUANT[str(quant)]}")
     comment = "  # after `tunekit apply`" if source == out else ""
+    factor = (context.get("factor") or max(1.0, seq / arch.max_context)) if context else 1.0
+    lines: dict[str, str | None] = {}
+    not_served = {engine: why for engine in engines.ENGINES if (why := engines.problem(engine, cand))}
+
+    vllm = [f"vllm serve {source}", f"--max-model-len {seq}"]
+    if quant in engines.VLLM_QUANT and engines.quant_bits(cand)[1] < 16:
+        vllm.append(f"--quantization {engines.VLLM_QUANT[str(quant)][0]}")
     if context:
-        factor = context.get("factor") or max(1.0, seq / arch.max_context)
         scaling = {"rope_type": context["method"], "factor": factor,
                    "original_max_position_embeddings": arch.max_context}
         vllm.append(f"--hf-overrides '{json.dumps({'rope_scaling': scaling})}'")
     vllm.append(f"--kv-cache-dtype {'fp8' if fp8_kv else 'auto'}")
     if facts.hardware.gpus > 1:
         vllm.append(f"--tensor-parallel-size {facts.hardware.gpus}")
+    lines["vllm"] = None if "vllm" in not_served else " ".join(vllm) + comment
+
     gguf = cand.export.upper() if cand.export else gguf_type(cand.setup.quant.bits)
-    # the gguf exporter writes <recipe name>-<TYPE>.gguf into the output folder
+    # the gguf exporter writes <recipe name>-<TYPE>.gguf into the output folder; a 16-bit recipe's model is
+    # converted to a GGUF of the base first
     path = f"{out}/{rec.recipe['name']}-{gguf}.gguf" if cand.export else f"{arch.name}-{gguf}.gguf"
     cpp = [f"llama-server -m {path}", f"-c {seq}"]
     if facts.hardware.gpus:  # -ngl offloads layers to a GPU; a CPU-only build has none to offload to
         cpp.append(f"-ngl {gpu_layers(facts, rec)}")
     cpp.append("-fa on")
-    if context and context["method"] in ("yarn", "linear"):
-        factor = context.get("factor") or max(1.0, seq / arch.max_context)
-        cpp.append(f"--rope-scaling {context['method']} --rope-scale {factor:g}")
-        if context["method"] == "yarn":
+    if context and context["method"] in engines.LLAMA_CPP_ROPE:
+        rope = engines.LLAMA_CPP_ROPE[context["method"]]
+        cpp.append(f"--rope-scaling {rope} --rope-scale {factor:g}")
+        if rope == "yarn":
             cpp.append(f"--yarn-orig-ctx {arch.max_context}")
     if kv_gb > 0.25 * max(facts.budget_gb(), 1):
         cpp.append("-ctk q8_0 -ctv q8_0")
-    return {"vllm": " ".join(vllm) + comment, "llama_cpp": " ".join(cpp), "gguf_type": gguf,
-            "kv_cache_gb": round(kv_gb, 2), "kv_cache_dtype": "fp8" if fp8_kv else "auto"}
+    lines["llama_cpp"] = None if "llama.cpp" in not_served else " ".join(cpp)
+
+    # transformers serve loads the folder with its quantization_config; rope scaling and length come from the
+    # config the recipe's context stage wrote into the output folder
+    hf_source = out if quant or context else hub_id(arch)
+    lines["hf"] = None if "hf" in not_served else f"transformers serve {hf_source}" + (
+        "  # after `tunekit apply`" if hf_source == out else "")
+    return {**lines, "not_served": not_served, "gguf_type": gguf, "kv_cache_gb": round(kv_gb, 2),
+            "kv_cache_dtype": "fp8" if fp8_kv else "auto"}
+
+
+#: the line keys of ``serve_options`` by engine name
+LINE_KEYS = {"vllm": "vllm", "llama.cpp": "llama_cpp", "hf": "hf"}
+
+
+def serve_lines(facts: Facts, rec: Recommendation, engine: str | None) -> list[str]:
+    """What recommend prints for ``rec``: the asked engine's line (or why it cannot serve it); with none asked,
+    vLLM's and llama.cpp's lines that exist (vLLM only with a GPU), transformers' when neither can."""
+    opts = serve_options(facts, rec)
+    if engine:
+        line = opts[LINE_KEYS[engine]]
+        return [line] if line else [f"{engine}: cannot serve this recipe: {opts['not_served'][engine]}"]
+    shown = [opts["vllm"]] if facts.hardware.gpus and opts["vllm"] else []
+    shown += [opts["llama_cpp"]] if opts["llama_cpp"] else []
+    return shown or ([opts["hf"]] if opts["hf"] else [])

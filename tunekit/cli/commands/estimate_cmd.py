@@ -55,6 +55,7 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
             as_json: bool) -> None:
     """Estimate peak GPU memory per GPU (weights, gradients, optimizer, activations, KV cache, CUDA context)."""
     from tunekit.advise import estimate as est
+    from tunekit.advise import limits
     from tunekit.core.model_facts import load_catalog, resolve_model
     from tunekit.core.registry import get_registry
 
@@ -100,11 +101,11 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
         if vram is None:
             raise UsageError("--max-seq-len, --max-batch and --smallest-quant need --vram GB (per GPU)")
         if ask_seq:
-            data["max_seq_len"] = est.max_seq_len(arch, setup, vram)
+            data["max_seq_len"] = limits.max_seq_len(arch, setup, vram)
         if ask_batch:
-            data["max_batch"] = est.max_batch(arch, setup, vram)
+            data["max_batch"] = limits.max_batch(arch, setup, vram)
         if ask_quant:
-            found = est.smallest_quant_that_fits(arch, setup, vram)
+            found = limits.smallest_quant_that_fits(arch, setup, vram)
             data["smallest_quant"] = found.name if found else None
     if as_json:
         from tunekit.core.render import echo_json
@@ -132,8 +133,8 @@ def _quant(value: str | float | None, registry: Any) -> Any:
     """An installed quantizer plugin's declaration (what ``recommend`` uses too), else a known format or bits."""
     from tunekit.advise import estimate as est
 
-    if isinstance(value, str) and value in registry.classes.get("quantizer", {}):
-        return est.quant_spec_of(registry.classes["quantizer"][value]())
+    if isinstance(value, str) and value in registry.of("quantizer"):
+        return est.quant_spec_of(registry.of("quantizer")[value]())
     return est.quant_spec(value)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from tunekit.core.errors import UsageError
+from tunekit.core.sharding import STRATEGIES
 
 
 def option_values(args: list[str], *names: str) -> list[str]:
@@ -26,7 +27,7 @@ def option_values(args: list[str], *names: str) -> list[str]:
 @click.command("launch")
 @click.argument("recipe")
 @click.argument("apply_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- APPLY OPTIONS]")
-@click.option("--strategy", type=click.Choice(["ddp", "fsdp", "zero2", "zero3"]),
+@click.option("--strategy", type=click.Choice([s for s in STRATEGIES if s != "none"]),
               help="Override distributed.strategy [recipe].")
 @click.option("--gpus", type=click.IntRange(1, 1024), help="Processes (GPUs) per node [recipe: distributed.gpus].")
 @click.option("--nodes", type=click.IntRange(1, 1024), help="Machines [recipe: distributed.nodes].")

@@ -32,8 +32,8 @@ def plugins_report() -> dict[str, Any]:
     kinds: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
         kinds[kind] = []
-        for name, cls in sorted(registry.classes[kind].items()):
-            owner = registry.owners[(kind, name)]
+        for name, cls in sorted(registry.of(kind).items()):
+            owner = registry.owner(kind, name)
             needs = _default_needs(cls)
             missing = needs.missing_packages()
             kinds[kind].append({
@@ -95,7 +95,7 @@ def show(name: str, kind: str | None, as_json: bool) -> None:
     from tunekit.core.registry import get_registry
 
     registry = get_registry()
-    kinds = [kind] if kind else [k for k in KINDS if name in registry.classes[k]]
+    kinds = [kind] if kind else [k for k in KINDS if name in registry.of(k)]
     if not kinds:
         registry.get(kind or "quantizer", name) if kind else None
         raise click.UsageError(f"no plugin named '{name}' (see `tunekit plugins`)")

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tunekit.advise.goals import GOALS
 from tunekit.cli.commands import bounds
 from tunekit.core.errors import TunekitError, UsageError
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation, Result
 
-GOALS = ("finetune", "serve", "long-context", "compress")
 TASKS = ("simple", "general", "reasoning", "code")
 
 
@@ -47,6 +47,9 @@ def hardware_options(func: Any) -> Any:
               help="With no --model: slowest acceptable decode, ms per token.")
 @click.option("--method", type=click.Choice(["adapter", "full"]),
               help="Fine-tuning method wanted (full: every weight).")
+@click.option("--engine", type=click.Choice(["hf", "vllm", "llama.cpp"]),
+              help="Serving engine: only recipes it reads, its memory model (hf prefills the whole prompt) and "
+              "its command line (default: whichever serves each recipe).")
 @click.option("--data", help="Training data path to put into written fine-tuning recipes.")
 @click.option("--top", type=bounds.TOP, default=5, show_default=True, help="How many recommendations.")
 @click.option("--margin", type=bounds.MARGIN, default=0.1, show_default=True, help="VRAM fraction kept free.")
@@ -55,11 +58,13 @@ def hardware_options(func: Any) -> Any:
 @click.option("--write", "write_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each recommended recipe as YAML into this directory.")
 @click.option("--list-symptoms", is_flag=True, help="Explain each symptom and exit.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the ranked candidates with their memory bars as one HTML page.")
 def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: float | None, cpu_only: bool,
             model_name: str | None, params: str | None, goal: str, symptoms: tuple[str, ...], seq_len: int | None,
             batch: int, context_target: int | None, task: str, latency_ms: float | None, method: str | None,
-            data: str | None, top: int, margin: float, as_json: bool, explain: bool, write_dir: Path | None,
-            list_symptoms: bool) -> None:
+            engine: str | None, data: str | None, top: int, margin: float, as_json: bool, explain: bool,
+            write_dir: Path | None, list_symptoms: bool, html_file: Path | None) -> None:
     """Recommend recipes for your hardware, model and goal (or symptoms), ranked, with reasons.
 
     With no --model (and no --params), rank the catalog's models that fit, each with its best recipe."""
@@ -82,13 +87,20 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     if not model_name and not params:
         return rank(registry, rules, Facts(
             hardware=hardware, model=resolve_model("llama-3.1-8b"), goal=goal, symptoms=tuple(symptoms),
-            seq_len=seq_len, batch=batch, context_target=context_target, margin=margin, data=data, method=method),
+            seq_len=seq_len, batch=batch, context_target=context_target, margin=margin, data=data, method=method,
+            engine=engine),
             task=task, latency_ms=latency_ms, top=top, as_json=as_json, write_dir=write_dir)
     arch = resolve_model(model_name, params=params, registry=registry)
     facts = Facts(hardware=hardware, model=arch, goal=goal, symptoms=tuple(symptoms), seq_len=seq_len, batch=batch,
-                  context_target=context_target, margin=margin, data=data, method=method)
+                  context_target=context_target, margin=margin, data=data, method=method, engine=engine)
     result = recommend(facts, rules, registry, top=top)
     written = write_recipes(result, write_dir) if write_dir else []
+    if written and result.no_fit:
+        name_written(result.no_fit, result.recommendations, written)
+    if html_file is not None:
+        from tunekit.cli.main.html_report import recommend_report
+
+        html_file.write_text(recommend_report(result.to_dict()), encoding="utf-8")
     if as_json:
         from tunekit.core.render import echo_json
 
@@ -126,12 +138,14 @@ def write_recipes(recs: Result | list[Recommendation], directory: Path) -> list[
     """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``."""
     import yaml
 
+    from tunekit.advise.rules.engine import recipe_file
+
     paths = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for index, rec in enumerate(recs.recommendations if not isinstance(recs, list) else recs):
             rec = replace(rec, rank=index + 1)
-            path = directory / f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
+            path = directory / recipe_file(rec)
             header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
             path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
             paths.append(path)
@@ -139,3 +153,14 @@ def write_recipes(recs: Result | list[Recommendation], directory: Path) -> list[
         raise TunekitError(f"--write {directory}: cannot write {exc.filename or directory}: "
                            f"{exc.strerror or exc}") from None
     return paths
+
+
+def name_written(no_fit: dict[str, Any], recs: list[Recommendation], written: list[Path]) -> None:
+    """The multi-GPU/offload commands name the recipe by the file ``--write`` wrote for it (its path)."""
+    from tunekit.advise.rules.engine import recipe_file
+
+    for rec, path in zip(recs, written, strict=False):
+        if recipe_file(rec) == no_fit.get("recipe"):
+            no_fit["commands"] = [line.replace(no_fit["recipe"], str(path)) for line in no_fit.get("commands", [])]
+            no_fit["recipe"] = str(path)
+            return

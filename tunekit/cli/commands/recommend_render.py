@@ -19,7 +19,7 @@ def bar(used_gb: float, budget_gb: float, width: int = 12) -> str:
 
 
 def render(result: Result, facts: Facts, *, explain: bool = False, written: list[Path] | None = None) -> None:
-    from tunekit.advise.rules.serve import serve_options
+    from tunekit.advise.rules.serve import serve_lines
     from tunekit.core.render import console, table
 
     out = console()
@@ -31,7 +31,7 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
     if result.recommendations:
         # 80 columns: the model is in the header line, so a row names the recipe without it, and the
         # memory column is the same figure the notes and the `needs ~` reason print
-        t = table(None, ["#", "recipe", f"GB of {budget:.0f}", "fits", "why"])
+        t = table(None, ["#", "recipe", f"GB of {round(budget, 1):g}", "fits", "why"])
         for rec in result.recommendations:
             mem = rec.candidate.memory
             assert mem is not None
@@ -54,10 +54,8 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
             out.print(f"offload: ~{off['per_gpu_gb']} GB GPU + {off['cpu_ram_gb']} GB CPU RAM ({off['how']})")
     if facts.goal in ("serve", "long-context"):
         for rec in [r for r in result.recommendations if r.candidate.method == "infer"][:3]:
-            opts = serve_options(facts, rec)
-            engines = [opts["llama_cpp"]] if rec.candidate.export or not facts.hardware.gpus else [
-                opts["vllm"], opts["llama_cpp"]]  # vLLM serves GPUs; a GGUF is llama.cpp's file
-            out.print(f"serve #{rec.rank}:\n  " + "\n  ".join(engines), soft_wrap=True)
+            lines = serve_lines(facts, rec, facts.engine)
+            out.print(f"serve #{rec.rank}:\n  " + "\n  ".join(lines), soft_wrap=True)
     if result.recommendations:
         first = result.recommendations[0]
         out.print("#1 because: " + "; ".join(first.reasons))
@@ -91,9 +89,10 @@ def _plain(print_: Any) -> Any:
 def run_line(rec: Recommendation, path: str | None) -> str:
     """The command that runs ``rec``'s recipe, as printed: ``tunekit launch`` (with what apply needs after
     ``--``) for a sharded one, ``tunekit apply`` otherwise."""
+    from tunekit.advise.rules.engine import recipe_file
     from tunekit.advise.rules.serve import output_dir
 
-    recipe = path or f"{rec.rank:02d}-{rec.recipe['name']}.yaml"
+    recipe = path or recipe_file(rec)
     out = output_dir(rec)
     dist = rec.recipe.get("distributed")
     if dist:
@@ -119,7 +118,7 @@ def render_models(picks: list[ModelPick], facts: Facts, *, task: str, written: l
     serve = any(p.tokens_per_s for p in picks)
     # 80 columns: light borders, and model and recipe names never broken inside a word
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, no_wrap in (("#", True), ("model", True), ("recipe", True), (f"GB/{budget:.0f}", True),
+    for name, no_wrap in (("#", True), ("model", True), ("recipe", True), (f"GB/{round(budget, 1):g}", True),
                           *((("tok/s", True),) if serve else ()), ("traded", False)):
         t.add_column(name, no_wrap=no_wrap, overflow="fold")
     for index, pick in enumerate(picks, 1):

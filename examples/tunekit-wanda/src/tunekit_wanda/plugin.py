@@ -74,12 +74,11 @@ class WandaParams(PluginParams):
         return GROUPS.get(self.targets, (self.targets,)) if isinstance(self.targets, str) else self.targets
 
 
-class WandaPruner(Pruner):
+class WandaPruner(Pruner[WandaParams]):
     """Zeroes the weights with the smallest |weight| x input-activation norm in each output row."""
 
     name = "wanda"
     summary = "Wanda pruning: |W| x input activation norm per output row, unstructured or 2:4 (no retraining)"
-    Params = WandaParams
     requires = Requirements(packages=("torch", "transformers"), extra="torch", calibration=True)
     # Wanda README, Llama-2-7B WikiText-2 (dense 5.12): 50% unstructured 6.42 (+25%), vs magnitude 14.89
     # (+191%); 2:4 11.02 (+115%), vs magnitude 54.59.
@@ -88,8 +87,6 @@ class WandaPruner(Pruner):
         "2:4 costs more (+115% on Llama-2-7B) and only speeds up on GPUs with sparse tensor cores",
         "needs calibration text (its activations weigh each weight); no retraining",
     ))
-
-    params: WandaParams
 
     def sparsity(self) -> float:
         nm = self.params.n_m()

@@ -7,7 +7,7 @@ imported inside ``apply``/``optimizer`` so that listing plugins never imports to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, field_validator
 
@@ -65,7 +65,10 @@ class LoraCommonParams(AdapterParams):
     use_rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r), stable at high ranks")
 
 
-class PeftAdapter(Adapter):
+Params_ = TypeVar("Params_", bound=AdapterParams)
+
+
+class PeftAdapter(Adapter[Params_]):
     """Shared declarations: target resolution, bias and modules_to_save counts, QLoRA preparation."""
 
     requires = Requirements(packages=("peft", "torch", "transformers"), extra="peft")
@@ -73,11 +76,11 @@ class PeftAdapter(Adapter):
     freeze_a: ClassVar[bool] = False
 
     def targets(self, arch: ModelArch) -> list[str]:
-        return arch.resolve_targets(self.params.targets)  # type: ignore[attr-defined]
+        return arch.resolve_targets(self.params.targets)
 
     def _extra_trainable(self, arch: ModelArch) -> int:
         """Biases and fully trained modules that PEFT unfreezes beside the adapter."""
-        bias_mode = self.params.bias  # type: ignore[attr-defined]
+        bias_mode = self.params.bias
         biased = BIASED_MODULES.get(arch.family, ())
         shapes = arch.linear_shapes()
         if bias_mode == "all":
@@ -87,7 +90,7 @@ class PeftAdapter(Adapter):
         else:
             with_bias = []
         total = arch.layers * sum(shapes[m][1] * arch.module_copies(m) for m in with_bias)
-        return total + len(self.params.modules_to_save) * arch.vocab * arch.hidden  # type: ignore[attr-defined]
+        return total + len(self.params.modules_to_save) * arch.vocab * arch.hidden
 
     def per_matrix(self, d_in: int, d_out: int) -> int:
         """Trainable parameters added to one adapted d_in x d_out matrix."""
@@ -113,7 +116,7 @@ class PeftAdapter(Adapter):
         return build.merge_for_export(model, ctx)
 
 
-class Lora(PeftAdapter):
+class Lora(PeftAdapter[LoraCommonParams]):
     """LoRA (Hu et al. 2021): trains B·A beside each frozen linear; rsLoRA and DoRA as switches."""
 
     name = "lora"
@@ -129,12 +132,12 @@ class Lora(PeftAdapter):
 
     def per_matrix(self, d_in: int, d_out: int) -> int:
         p = self.params
-        return p.r * (d_in + d_out) + (d_out if self.use_dora else 0)  # type: ignore[attr-defined]
+        return p.r * (d_in + d_out) + (d_out if self.use_dora else 0)
 
     def peft_config(self, arch: ModelArch) -> Any:
         from peft import LoraConfig
 
-        p: Any = self.params
+        p = self.params
         return LoraConfig(
             r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=self.targets(arch), bias=p.bias,
             use_rslora=p.use_rslora, use_dora=self.use_dora, modules_to_save=list(p.modules_to_save) or None,
@@ -190,36 +193,37 @@ class LoraFA(Lora):
         pass
 
     def per_matrix(self, d_in: int, d_out: int) -> int:
-        return self.params.r * d_out  # type: ignore[attr-defined]
+        return self.params.r * d_out
 
     def optimizer(self, model: Any, lr: float, weight_decay: float) -> Any:
         from peft.optimizers import create_lorafa_optimizer
 
-        p: Any = self.params
+        p = self.params
         return create_lorafa_optimizer(model, r=p.r, lora_alpha=p.alpha, lr=lr, weight_decay=weight_decay)
 
 
-class Vera(PeftAdapter):
+class VeraParams(AdapterParams):
+    r: int = Field(256, ge=1, le=8192, description="Rank of the shared random projections")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input")
+    projection_prng_key: int = Field(0, ge=0, description="Seed of the shared random A and B")
+    d_initial: float = Field(0.1, gt=0, le=10, description="Initial value of the d scaling vector")
+    save_projection: bool = Field(True, description="Store A, B in the adapter (safe reload across torch)")
+
+
+class Vera(PeftAdapter[VeraParams]):
     """VeRA (Kopiczko et al. 2024): one shared frozen random A, B pair; trains two scaling vectors per matrix."""
 
     name = "vera"
     summary = "VeRA vector-based random-matrix adaptation (PEFT VeraConfig): ~10x fewer parameters than LoRA"
     effects = Effects(notes=("trains d_out + r per adapted matrix; shared random projections are frozen",))
 
-    class Params(AdapterParams):
-        r: int = Field(256, ge=1, le=8192, description="Rank of the shared random projections")
-        dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input")
-        projection_prng_key: int = Field(0, ge=0, description="Seed of the shared random A and B")
-        d_initial: float = Field(0.1, gt=0, le=10, description="Initial value of the d scaling vector")
-        save_projection: bool = Field(True, description="Store A, B in the adapter (safe reload across torch)")
-
     def per_matrix(self, d_in: int, d_out: int) -> int:
-        return d_out + self.params.r  # type: ignore[attr-defined]
+        return d_out + self.params.r
 
     def peft_config(self, arch: ModelArch) -> Any:
         from peft import VeraConfig
 
-        p: Any = self.params
+        p = self.params
         return VeraConfig(
             r=p.r, target_modules=self.targets(arch), projection_prng_key=p.projection_prng_key,
             vera_dropout=p.dropout, d_initial=p.d_initial, save_projection=p.save_projection, bias=p.bias,

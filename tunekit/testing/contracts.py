@@ -1,36 +1,11 @@
-"""Fixtures and contract tests for plugin authors: ``from tunekit.testing import PrunerContract``.
-
-A plugin's test file subclasses the contract of its kind and names the class under test::
-
-    from tunekit.testing import PrunerContract
-    from tunekit_foo import FooPruner
-
-    class TestFoo(PrunerContract):
-        plugin_class = FooPruner
-        params = {"sparsity": 0.5}          # optional: the params the apply checks use
-
-The contract checks what tunekit relies on without reading the plugin's code: the name and the
-``Params`` schema the registry and ``tunekit plugins show`` read; that the torch-free declarations the
-estimator and the recommender read (bits per weight, trainable parameters, sparsity, context factor)
-match what ``apply`` really does to a tiny Llama built from a config (no download); that the plugin
-loads through a recipe; and that errors a user can cause are tunekit errors. tunekit's built-in plugins
-run the same contract (``tests/plugins/test_contracts.py``).
-
-The fixtures (``tiny_model``, ``tiny_model_dir``, ``tiny_tokenizer``, ``stage_context``) are plain pytest
-fixtures: the contracts carry them, and other tests get them with ``pytest_plugins = ["tunekit.testing"]``
-in a ``conftest.py``. This module imports pytest but never torch at import time: heavy imports live in
-the fixtures and tests, so the module is cheap to import and the torch-free rule is testable.
-"""
+"""Contract tests every plugin kind passes (see :mod:`tunekit.testing` for how a plugin's tests use them)."""
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,174 +24,18 @@ from tunekit.core.kinds import (
     Requirements,
     Sampler,
 )
-
-__all__ = [
-    "TINY_LLAMA",
-    "AdapterContract",
-    "ContextContract",
-    "PluginContract",
-    "PrunerContract",
-    "QuantizerContract",
-    "SamplerContract",
-    "build_tiny_model",
-    "build_tokenizer",
-    "decoder_linears",
-    "make_context",
-    "registry_with",
-    "save_tiny_model",
-    "saved_bits_per_weight",
-    "stage_context",
-    "tiny_model",
-    "tiny_model_dir",
-    "tiny_tokenizer",
-]
-
-TINY_LLAMA: dict[str, Any] = dict(
-    hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    vocab_size=512, max_position_embeddings=256, tie_word_embeddings=False,
-    bos_token_id=0, eos_token_id=1, pad_token_id=2,
+from tunekit.testing.builders import (
+    TINY_LLAMA,
+    build_tiny_model,
+    build_tokenizer,
+    decoder_linears,
+    make_context,
+    registry_with,
+    save_tiny_model,
+    saved_bits_per_weight,
 )
-"""Widths are multiples of 128 so group size 128, bitsandbytes' CPU 4-bit path (multiples of 32) and
-GPTQ-style kernels all accept them; untied embeddings so the ``lm_head`` is a linear of its own. Not
-smaller: packed formats store a few hundred bytes of constants per tensor, which swamp the declared
-bits per weight of 128-wide layers (nf4 measures 4.60 bits there instead of its 4.13)."""
 
-LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-
-
-# -- builders (usable without pytest fixtures) -----------------------------------------------
-
-
-@functools.cache
-def build_tokenizer() -> Any:
-    """A 512-token byte-level BPE trained in well under a second on tunekit's shipped Austen text."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from tunekit.core.resources import shipped_data_dir
-
-    texts = []
-    for line in (shipped_data_dir() / "austen_instruct.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            texts += [str(record.get(k, "")) for k in ("instruction", "input", "output")]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TINY_LLAMA["vocab_size"], special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-
-
-def build_tiny_model(seed: int = 0, **overrides: Any) -> Any:
-    """A randomly initialised ~1.5M-parameter Llama (fp32, eval mode), built from a config."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(LlamaConfig(**{**TINY_LLAMA, **overrides})).eval()
-
-
-def save_tiny_model(path: Path, seed: int = 0, **overrides: Any) -> Path:
-    """Save a tiny Llama and the tiny tokenizer as a Hugging Face folder (what ``--model`` points at)."""
-    build_tiny_model(seed, **overrides).save_pretrained(path)
-    build_tokenizer().save_pretrained(path)
-    return path
-
-
-def make_context(model_path: Path | None = None, model: Any = None, **extra: Any) -> StageContext:
-    """A StageContext like ``tunekit apply`` builds: empty recipe, the tiny tokenizer, the model's arch."""
-    from tunekit.core.arch import ModelArch
-    from tunekit.core.recipe_model import Recipe
-
-    if "arch" in extra:
-        arch = extra.pop("arch")
-    elif model is not None:
-        arch = ModelArch.from_hf_config(model.config.to_dict(), name="tiny")
-    elif model_path is not None:
-        arch = ModelArch.from_path(model_path)
-    else:
-        arch = None
-    values: dict[str, Any] = {"recipe": Recipe.model_validate({}), "model_path": model_path, "arch": arch,
-                              "tokenizer": build_tokenizer(), "log": lambda _msg: None}
-    values.update(extra)
-    return StageContext(**values)
-
-
-def decoder_linears(model: Any) -> dict[str, Any]:
-    """``name -> nn.Linear`` for the seven Llama decoder projections (what weight plugins target)."""
-    from torch import nn
-
-    return {name: module for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in LLAMA_LINEARS}
-
-
-def saved_bits_per_weight(folder: Path, counts: dict[str, int]) -> float:
-    """Bits the saved safetensors spend per weight of the given modules (every tensor under them counted)."""
-    from safetensors import safe_open
-
-    total = 0
-    for file in sorted(Path(folder).glob("*.safetensors")):
-        with safe_open(str(file), "pt") as handle:
-            for key in handle.keys():
-                if any(key.startswith(name + ".") for name in counts):
-                    piece = handle.get_slice(key)
-                    total += math.prod(piece.get_shape()) * _DTYPE_BYTES.get(piece.get_dtype(), 4)
-    weights = sum(counts.values())
-    if not weights:
-        raise ValueError(f"{folder}: none of the modules counted")
-    return 8 * total / weights
-
-
-def registry_with(plugin_class: type[Plugin]) -> Any:
-    """An in-process registry holding only ``plugin_class``, registered through its kind's hook."""
-    from tunekit.core.hookspecs import hookimpl
-    from tunekit.core.kind_specs import KIND_HOOKS
-    from tunekit.core.registry import load_registry
-
-    module = types.ModuleType(f"tunekit_contract_{plugin_class.name.replace('-', '_').replace('.', '_')}")
-    hook_name = KIND_HOOKS[plugin_class.kind]
-
-    def register() -> list[type[Plugin]]:
-        return [plugin_class]
-
-    register.__name__ = hook_name
-    setattr(module, hook_name, hookimpl(register))
-    return load_registry(entry_points=False, extra_modules=[module])
-
-
-# -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def tiny_tokenizer() -> Any:
-    """The tiny byte-level BPE (512 tokens) matching ``tiny_model``'s vocabulary."""
-    return build_tokenizer()
-
-
-@pytest.fixture
-def tiny_model() -> Any:
-    """A fresh tiny Llama (hidden 256, intermediate 512, 2 layers, GQA 4/2 heads, 256 positions)."""
-    return build_tiny_model()
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path: Path) -> Path:
-    """The tiny Llama and tokenizer saved as a Hugging Face folder."""
-    return save_tiny_model(tmp_path / "tiny-llama")
-
-
-@pytest.fixture
-def stage_context(tiny_model_dir: Path) -> StageContext:
-    """A StageContext pointing at ``tiny_model_dir`` with the tiny tokenizer and the model's arch."""
-    return make_context(tiny_model_dir)
-
-
-# -- contracts -----------------------------------------------------------------------------
 
 
 class PluginContract:
@@ -377,7 +196,16 @@ class QuantizerContract(PluginContract):
         error = float((out - reference).norm() / reference.norm())
         assert 0 < error < 1.0, f"relative logit error {error:.3g}: nothing quantized (0) or the model broke"
         saved = tmp_path / "saved"
-        model.save_pretrained(saved)
+        saved.mkdir(parents=True)
+        if plugin.save(model, saved, ctx) and plugin.output_formats is not None:
+            # Its own format (not from_pretrained): it must reload to the same model; its tests measure bits.
+            reloaded = type(plugin).load_saved(saved, plugin.params)
+            with torch.no_grad():
+                again = reloaded(ids).logits.float()
+            assert torch.allclose(again, out, atol=1e-5), "the plugin's own saved format reloads to another model"
+            return
+        if not any(saved.glob("*.safetensors")):
+            model.save_pretrained(saved)
         dtype_bits = torch.finfo(dense.dtype).bits
         measured = saved_bits_per_weight(saved, counts)
         declared = float(plugin.storage_bits_per_weight(dtype_bits))
