@@ -81,7 +81,8 @@ def test_bar_segments_are_proportional_to_the_estimate(tmp_path: Path) -> None:
     doc = parse(output_report(folder))
     widths = {r["fill"]: float(r["width"]) for r in doc.of("rect")}
     total_width, total = sum(widths.values()), sum(breakdown.values())
-    for name in ("weights", "overhead", "activations"):  # each segment's share of the bar is its share of memory
+    # each segment's share of the bar is its share of memory
+    for name in ("weights", "cuda_context", "allocator", "activations"):
         assert widths[COLORS[name]] / total_width == pytest.approx(breakdown[name] / total, abs=0.002)
     assert not [line for line in doc.of("line") if line.get("stroke-dasharray")]  # no VRAM given: no limit
 

@@ -80,11 +80,11 @@ class DeviceRecorder(Quantizer):
 
 
 def test_a_plugin_sees_the_device_the_model_is_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunekit.core.fixtures import tiny_llama
     from tunekit.run import pipeline
+    from tunekit.testing import save_tiny_model
 
     model_dir = tmp_path / "model"
-    tiny_llama(max_positions=128, save_to=model_dir)
+    save_tiny_model(model_dir, max_position_embeddings=128)
     asked: list[Any] = []
 
     def spy(model: Any) -> str:

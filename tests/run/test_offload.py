@@ -20,10 +20,10 @@ CPU_GB = 0.006  # the embeddings and one 2.4 MB layer of the tiny model fit; the
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunekit.core.fixtures import tiny_llama
+    from tunekit.testing import save_tiny_model
 
     folder = tmp_path_factory.mktemp("tiny") / "model"
-    tiny_llama(hidden=256, intermediate=512, layers=4, save_to=folder)
+    save_tiny_model(folder, hidden_size=256, intermediate_size=512, num_hidden_layers=4)
     return folder
 
 

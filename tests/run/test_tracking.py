@@ -17,9 +17,9 @@ def test_numbers_flatten_finite_scalars_only() -> None:
     metrics = {"evaluate": {"perplexity_before": 12.5, "perplexity_after": 11.0, "eval_windows": 3},
                "train": {"loss_curve": [[1, 2.0]], "eval_loss": None, "resumed": False, "bad": float("nan")},
                "run": {"peak_memory_mb": 512}}
-    assert tracking.numbers(metrics) == {"tunekit.run.evaluate.perplexity_before": 12.5,
-                                         "tunekit.run.evaluate.perplexity_after": 11.0,
-                                         "tunekit.run.evaluate.eval_windows": 3.0, "tunekit.run.peak_memory_mb": 512.0}
+    assert tracking.numbers(metrics) == {"tunekit.evaluate.perplexity_before": 12.5,
+                                         "tunekit.evaluate.perplexity_after": 11.0,
+                                         "tunekit.evaluate.eval_windows": 3.0, "tunekit.run.peak_memory_mb": 512.0}
 
 
 def test_a_missing_tracker_is_named_with_its_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,15 +34,15 @@ def test_a_missing_tracker_is_named_with_its_install_line(monkeypatch: pytest.Mo
 
 def test_a_tiny_fine_tune_logs_one_mlflow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny not installed (pip install 'tunekit[track]')")
-    from tunekit.core.fixtures import tiny_llama
     from tunekit.run.pipeline import apply_recipe
+    from tunekit.testing import save_tiny_model
 
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow-skinny has no SQLite store
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tunekit-test")
     model = tmp_path / "model"
-    tiny_llama(max_positions=128, save_to=model)
+    save_tiny_model(model, max_position_embeddings=128)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: tracked\nadapter: {method: lora, r: 2}\n"
                       "train: {data: calibration_austen_emma.txt, seq_len: 64, batch_size: 2, max_steps: 3,\n"
@@ -64,7 +64,7 @@ def test_a_tiny_fine_tune_logs_one_mlflow_run(tmp_path: Path, monkeypatch: pytes
     assert [m.value for m in losses] == pytest.approx([loss for _, loss in metrics["train"]["loss_curve"]], rel=1e-3)
     logged = run.data.metrics
     for phase in ("before", "after"):
-        assert logged[f"tunekit.run.evaluate.perplexity_{phase}"] == metrics["evaluate"][f"perplexity_{phase}"]
+        assert logged[f"tunekit.evaluate.perplexity_{phase}"] == metrics["evaluate"][f"perplexity_{phase}"]
     assert logged["tunekit.run.peak_memory_mb"] == metrics["run"]["peak_memory_mb"]
     assert run.data.params["tunekit.adapter"] == "lora"
     assert "learning_rate" in run.data.params  # the Trainer's own params went to the same run

@@ -14,7 +14,8 @@ COLORS = {
     "optimizer": "#d62728",
     "activations": "#2ca02c",
     "kv_cache": "#9467bd",
-    "overhead": "#8c8c8c",
+    "cuda_context": "#8c8c8c",
+    "allocator": "#c7c7c7",
 }
 """Memory component (the estimator's breakdown keys) -> its colour in every chart."""
 

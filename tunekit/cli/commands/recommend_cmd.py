@@ -98,7 +98,7 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
     if written and result.no_fit:
         name_written(result.no_fit, result.recommendations, written)
     if html_file is not None:
-        from tunekit.cli.main.html_report import recommend_report
+        from tunekit.cli.html_report import recommend_report
 
         html_file.write_text(recommend_report(result.to_dict()), encoding="utf-8")
     if as_json:
