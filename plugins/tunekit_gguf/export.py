@@ -79,7 +79,8 @@ def export_gguf(params: GGUFParams, model: Any, tokenizer: Any, out_dir: Path, c
         f16 = inside(out_dir, f"{stem}-F16.gguf" if params.keep_f16 else f".{stem}-f16.tmp.gguf")
         report = write_gguf(model, tokenizer, f16, "f16", name=stem)
         try:
-            quantize(f16, target, gtype.name)
+            kquant = quantize(f16, target, gtype.name)
+            report.fallbacks.update(kquant.fallbacks)
         finally:
             if not params.keep_f16:
                 f16.unlink(missing_ok=True)
@@ -104,4 +105,7 @@ def export_gguf(params: GGUFParams, model: Any, tokenizer: Any, out_dir: Path, c
     if params.verify and llama_cpp_available():
         result["llamacpp"] = verify(target, tokenizer, ctx)
     ctx.log(f"gguf: wrote {target.name} ({facts['file_bytes'] / 1e6:.1f} MB, {facts['bpw']} bpw)")
+    if report.fallbacks:
+        ctx.log(f"gguf: {len(report.fallbacks)} tensors written as another type than {gtype.name} (rows not a "
+                "multiple of the block); metrics.json export.gguf fallbacks lists them")
     return result

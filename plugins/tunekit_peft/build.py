@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunekit import ModelArch, PluginError
+from tunekit.core.backends import guard_peft_gptqmodel
 
 if TYPE_CHECKING:
     from tunekit import StageContext
@@ -44,6 +45,7 @@ def attach(plugin: PeftAdapter, model: Any, ctx: StageContext) -> Any:
     """Wrap ``model`` in a PeftModel for ``plugin``; record declared and actual trainable counts."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    guard_peft_gptqmodel()
     arch = model_arch(model, ctx)
     quantized = is_kbit(model)
     if quantized:  # the bnb quantizer's own apply already made its 4-bit layers safe to save on CPU
@@ -109,6 +111,7 @@ def merged(model: Any, base_path: str | Path | None = None, prepare: Callable[[A
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    guard_peft_gptqmodel()
     with tempfile.TemporaryDirectory(prefix="tunekit-adapter-") as tmp:
         model.save_pretrained(tmp)
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto", trust_remote_code=trust_remote_code)

@@ -1,6 +1,6 @@
 """The YAML recipe blocks in README.md and docs/ load as recipes (a docs example that fails is a bug).
 
-Shell command blocks are run where they are cheap (the hook examples in test_plugin_docs.py); this covers
+Shell command blocks run in test_docs_commands.py (the hook examples in test_plugin_docs.py); this covers
 every recipe, whole or a fragment of recipe sections, so an ``extends:`` parent that does not exist or a
 renamed key is caught when it changes.
 """

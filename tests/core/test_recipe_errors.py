@@ -150,3 +150,41 @@ def test_bad_set_exits_2_naming_the_option(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(good), "--set", "adapter..r=3"])
     assert result.exit_code == 2
     assert "error: --set: adapter..r: empty key segment" in result.output
+
+
+@pytest.mark.parametrize(("text", "overrides", "key", "hint"), [
+    ("train: {pakcing: false}", [], "train.pakcing", "(did you mean 'packing'?)"),
+    ("trian: {lr: 0.001}", [], "trian", "(did you mean 'train'?)"),
+    ("eval: {perplexty: false}", [], "eval.perplexty", "(did you mean 'perplexity'?)"),
+    (LORA, ["adapter.alhpa=8"], "adapter.alhpa", "(did you mean 'alpha'?)"),
+    (LORA, ["train.sed_len=64"], "train.sed_len", "(did you mean 'seq_len' or 'scheduler'?)"),
+])
+def test_unknown_key_names_the_nearest_allowed_one(
+    tmp_path: Path, text: str, overrides: list[str], key: str, hint: str
+) -> None:
+    """A typo in the file or in ``--set`` is named with the key it most likely meant (recipe sections and
+    the plugin's own Params)."""
+    path = write_case(tmp_path, "x.yaml", text)
+    args = ["validate", str(path)] + [a for o in overrides for a in ("--set", o)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert f"error: {path}: {key}: unknown key (not allowed here) {hint}" in result.output
+
+
+def test_unknown_key_without_a_near_name_gets_no_guess(tmp_path: Path) -> None:
+    path = write_case(tmp_path, "x.yaml", "train: {zzzz: 1}")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "unknown key (not allowed here)\n" in result.output
+    assert "did you mean" not in result.output
+
+
+@pytest.mark.parametrize(("text", "key", "hint"), [
+    ("adapter: {method: fake-lroa}", "adapter.method", "unknown adapter 'fake-lroa' (did you mean 'fake-lora'?)"),
+    ("output: {formats: [hff]}", "output.formats[0]", "unknown export format 'hff' (did you mean 'hf'?)"),
+])
+def test_unknown_method_or_format_names_the_nearest(tmp_path: Path, text: str, key: str, hint: str) -> None:
+    path = write_case(tmp_path, "x.yaml", text)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {path}: {key}: {hint} (available: " in result.output

@@ -226,9 +226,32 @@ def test_kquant_through_llama_cpp_with_per_tensor_fallback(tokenizer: Any, tmp_p
     assert types["blk.0.attn_q.weight"] == "Q4_K"
     narrow = tiny_model("llama", hidden=128, intermediate=384)  # 128 % 256 != 0: llama.cpp falls back
     write_gguf(narrow, tokenizer, tmp_path / "n.gguf", "f16")
-    quantize(tmp_path / "n.gguf", tmp_path / "n-q4km.gguf", "q4_k_m")
+    report = quantize(tmp_path / "n.gguf", tmp_path / "n-q4km.gguf", "q4_k_m")
     types = summarize(tmp_path / "n-q4km.gguf")["tensor_types"]
     assert types["blk.0.attn_q.weight"] not in {"Q4_K", "F16"}  # llama.cpp's fallback (Q5_0)
+    # every tensor llama.cpp gave another type is reported, with the type it got (for metrics.json)
+    assert report.fallbacks["blk.0.attn_q.weight"] == "q4_K -> q5_0 (128 columns, not a multiple of 256)"
+    assert "of 21 tensor(s) required fallback quantization" in report.log
+    assert {name for name, kind in types.items() if kind in {"Q5_0", "Q8_0"} and name != "output.weight"} \
+        == set(report.fallbacks)
+
+
+@needs_llama_cpp
+def test_exporter_records_llama_cpp_fallbacks_for_metrics(tokenizer: Any, tmp_path: Path,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    """What llama.cpp quantized to another type reaches the exporter's result (metrics.json export.gguf),
+    and its log stays out of the terminal (the run keeps it in backends.log)."""
+    from tunekit.core.context import StageContext
+
+    lines: list[str] = []
+    exporter = tunekit_gguf.GGUFExporter(tunekit_gguf.GGUFParams(type="q4_k_m", verify=False, modelfile=False))
+    ctx = StageContext(recipe=None, log=lines.append)  # type: ignore[arg-type]
+    result = exporter.export(tiny_model("llama", hidden=128, intermediate=384), tokenizer, tmp_path, ctx)
+    assert result["encoder"] == "llama.cpp llama_model_quantize"
+    assert result["fallbacks"]["blk.1.ffn_up.weight"].startswith("q4_K -> q5_0")
+    assert any("tensors written as another type than q4_k_m" in line for line in lines)
+    printed = capfd.readouterr()
+    assert "falling back to" not in printed.err + printed.out  # llama.cpp's own log was collected, not printed
 
 
 @needs_llama_cpp

@@ -7,6 +7,7 @@ Every error a user can cause is one of these, so the CLI can map it to an exit c
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 _SHORT = reprlib.Repr()
@@ -19,6 +20,18 @@ def excerpt(value: Any, limit: int = 80) -> str:
     """A short ``repr`` for error messages: a huge (or alias-expanded) value never lands whole in one."""
     text = _SHORT.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'lr'?)`` naming the nearest of ``choices`` (difflib, as pip and git do), or ``""``.
+
+    A typo is the commonest bad input (a recipe key, a ``--set`` path, a method name); the nearest
+    allowed name turns "unknown" into the fix.
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 class TunekitError(Exception):
@@ -67,3 +80,12 @@ class OutputExistsError(UsageError):
 
 class OutputBusyError(TunekitError):
     """Another run holds the output's lock: two runs to one output would interleave their files."""
+
+
+class InputFileError(TunekitError):
+    """An input file exists but its content cannot be used: binary or non-UTF-8 where text is read, a
+    truncated or corrupt weight file, a pickle torch refuses. Exit 1 naming the file, not a traceback."""
+
+
+class OutputLocationError(TunekitError):
+    """The output cannot be created where it was asked for: a parent is a file, or the place is read-only."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
-from tunekit.core.errors import RecipeError, excerpt
+from tunekit.core.errors import RecipeError, did_you_mean, excerpt
 
 if TYPE_CHECKING:
     from tunekit.core.kinds import Exporter
@@ -57,7 +57,8 @@ def resolve_exporters(formats: list[str | dict[str, Any]], registry: Registry,
         known = registry.of("exporter")
         if name not in known:
             names = ", ".join(sorted(set(known) | BUILTIN_FORMATS))
-            raise RecipeError(f"unknown export format '{name}' (available: {names})", source=source, key=key)
+            hint = did_you_mean(name, set(known) | BUILTIN_FORMATS)
+            raise RecipeError(f"unknown export format '{name}'{hint} (available: {names})", source=source, key=key)
         cls = cast("type[Exporter]", known[name])
         params: dict[str, Any]
         if isinstance(value, dict):

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import copy
 import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from tunekit.core.errors import RecipeError, UnknownPluginError, excerpt
+from tunekit.core.errors import RecipeError, UnknownPluginError, did_you_mean, excerpt
 from tunekit.core.kinds import KINDS, Plugin
 from tunekit.core.recipe_files import (
     MAX_CHARS,
@@ -164,14 +165,46 @@ def _location(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def validation_error(exc: ValidationError, *, source: str, prefix: str = "") -> RecipeError:
-    """The first pydantic error as a RecipeError (file, key path, expectation); the rest counted."""
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (``TrainSection | None`` -> ``TrainSection``), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or getattr(annotation, "__origin__", None) is not None:
+        for arg in getattr(annotation, "__args__", ()):
+            found = _model_of(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def suggest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'lr'?)`` for an unknown key at ``loc``, from the field names of the model there
+    (``train.pakcing`` in the file or ``--set trian.lr=1`` alike)."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None or isinstance(part, int):
+            return ""
+        info = current.model_fields.get(str(part))
+        current = _model_of(info.annotation) if info is not None else None
+    if current is None or not loc:
+        return ""
+    return did_you_mean(str(loc[-1]), current.model_fields)
+
+
+def validation_error(exc: ValidationError, *, source: str, prefix: str = "",
+                     model: type[BaseModel] | None = None) -> RecipeError:
+    """The first pydantic error as a RecipeError (file, key path, expectation); the rest counted.
+
+    ``model`` is the class that was validated, so an unknown key can name the nearest allowed ones.
+    """
     errors = exc.errors()
     first = errors[0]
     key = cut(_location((prefix, *first["loc"]) if prefix else tuple(first["loc"])))
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key (not allowed here)"
+        if model is not None:
+            message += suggest_key(model, tuple(first["loc"]))
     elif "input" in first and first["type"] not in {"missing"} and not isinstance(first["input"], dict):
         message += f" (got {excerpt(first['input'])})"
     if len(errors) > 1:
@@ -184,7 +217,7 @@ def validate_data(data: dict[str, Any], *, source: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, source=source) from None
+        raise validation_error(exc, source=source, model=Recipe) from None
 
 
 @dataclass
@@ -225,7 +258,7 @@ def resolve_stages(recipe: Recipe, registry: Registry, *, source: str) -> Resolv
         try:
             resolved.stages[kind] = cls(cls.Params.model_validate(params))
         except ValidationError as exc:
-            raise validation_error(exc, source=source, prefix=kind) from None
+            raise validation_error(exc, source=source, prefix=kind, model=cls.Params) from None
     resolved.exporters = resolve_exporters(recipe.output.formats, registry, source=source)
     check_cross_stage(resolved)
     return resolved

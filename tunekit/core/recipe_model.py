@@ -47,12 +47,16 @@ class ModelSection(Section):
 
 
 class TrainSection(Section):
-    data: str | None = Field(None, description="Training data: .txt, or .jsonl with text or instruction/input/output")
+    data: str | None = Field(None, description="Training data: .txt, or .jsonl with text, instruction/input/output "
+                             "or chat turns (messages: [{role, content}])")
     template: str | None = Field(None, description="Prompt template for instruction data ({instruction}, {input})")
     chat_template: bool = Field(False, description="Render instruction data with the tokenizer's chat template")
     completion_only: bool = Field(True, description="Loss on completions only for instruction data")
     seq_len: int = Field(512, ge=8, le=1_048_576, description="Tokens per training sequence")
     packing: bool = Field(True, description="Pack text into full seq_len blocks")
+    pack_examples: bool = Field(
+        False, description="Pack instruction and chat examples into seq_len rows; position ids restart per "
+        "example so attention stays inside each one")
     batch_size: int = Field(1, ge=1, le=4096, description="Micro-batch per device")
     grad_accum: int = Field(1, ge=1, le=4096, description="Gradient accumulation steps")
     epochs: float = Field(1.0, gt=0, le=1000, description="Epochs (ignored when max_steps is set)")

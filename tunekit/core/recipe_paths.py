@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunekit.core.errors import RecipeError
+from tunekit.core.input_files import check_text_file
 from tunekit.core.resources import shipped_data_dir
 
 INPUT_FILES = (("train", "data"), ("eval", "data"), ("eval", "references"))
@@ -65,7 +66,11 @@ def check_input_files(recipe: Any, *, source: str, skip_train_data: bool = False
         if not value:
             continue
         path = Path(value).expanduser()
-        if path.exists() or (len(path.parts) == 1 and (shipped_data_dir() / path).is_file()):
+        if _exists(path):
+            if key.startswith("eval."):  # evaluation reads text; a binary or Latin-1 file fails here, not later
+                check_text_file(path, "evaluation text" if key == "eval.data" else "references")
+            continue
+        if len(path.parts) == 1 and _exists(shipped_data_dir() / path):
             continue
         raise RecipeError(f"{value} does not exist (relative paths are read from the recipe's folder)",
                           source=source, key=key)

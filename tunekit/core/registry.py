@@ -28,7 +28,7 @@ import pluggy
 from pydantic import BaseModel
 
 from tunekit.core import hookspecs
-from tunekit.core.errors import PluginError, UnknownPluginError, excerpt
+from tunekit.core.errors import PluginError, UnknownPluginError, did_you_mean, excerpt
 from tunekit.core.hookspecs import DISABLE_ENV, ENTRY_POINT_GROUP
 from tunekit.core.kind_specs import KIND_HOOKS
 from tunekit.core.kinds import BASES, Plugin
@@ -92,7 +92,8 @@ class Registry:
             return self._classes[kind][name]
         except KeyError:
             known = ", ".join(sorted(self._classes.get(kind, {}))) or "none installed"
-            raise UnknownPluginError(f"unknown {kind} {excerpt(name)} (available: {known})") from None
+            hint = did_you_mean(name, self._classes.get(kind, {}))
+            raise UnknownPluginError(f"unknown {kind} {excerpt(name)}{hint} (available: {known})") from None
 
     def owner(self, kind: str, name: str) -> PluginSource:
         """The distribution (and its entry point) that registered ``name`` in ``kind``."""

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunekit.core.errors import UsageError
+from tunekit.core.errors import InputFileError, UsageError
+from tunekit.core.input_files import read_utf8
 from tunekit.core.resources import shipped_data_dir
 
 if TYPE_CHECKING:
@@ -32,22 +33,33 @@ def shipped_calibration_paths() -> list[Path]:
 
 
 def read_text(path: Path) -> str:
-    """Plain text from a .txt file, a folder of .txt files, or a JSONL of 'text' (or instruction) records."""
+    """Plain text from a .txt file, a folder of .txt files, or a JSONL of text, instruction or chat records.
+
+    Binary or non-UTF-8 content is an ``InputFileError`` naming the file (exit 1), not a decode traceback.
+    """
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
             raise UsageError(f"{path}: no .txt files in the folder")
-        return "\n\n".join(f.read_text(encoding="utf-8") for f in files)
+        return "\n\n".join(read_utf8(f, "text") for f in files)
     if not path.is_file():
         raise UsageError(f"{path}: text file not found")
     if path.suffix in {".jsonl", ".json"}:
         parts: list[str] = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(read_utf8(path, "JSONL").splitlines(), 1):
             if line.strip():
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    raise InputFileError(f"{path}:{number}: not a JSON line") from None
+                if not isinstance(record, dict):
+                    raise InputFileError(f"{path}:{number}: expected an object with 'text'")
                 parts.extend(str(record[k]) for k in ("text", "instruction", "input", "output") if record.get(k))
+                turns = record.get("messages") or record.get("conversations") or []  # chat data: every turn's text
+                parts.extend(str(t.get("content") or t.get("value")) for t in turns
+                             if isinstance(t, dict) and (t.get("content") or t.get("value")))
         return "\n\n".join(parts)
-    return path.read_text(encoding="utf-8")
+    return read_utf8(path, "text")
 
 
 def eval_text(eval_data: str | Path | None) -> str:

@@ -51,6 +51,9 @@ def load_output(folder: Path, dtype: Any, trust: bool = False) -> Any:
             from peft import AutoPeftModelForCausalLM
         except ImportError:
             raise UsageError(f"{folder} holds a PEFT adapter: pip install 'tunekit[peft]'") from None
+        from tunekit.core.backends import guard_peft_gptqmodel
+
+        guard_peft_gptqmodel()
         try:
             model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=trust)
         except OSError as exc:

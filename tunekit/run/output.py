@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from tunekit.core.errors import OutputBusyError, OutputExistsError, UsageError
+from tunekit.core.errors import OutputBusyError, OutputExistsError, OutputLocationError, UsageError
 
 TMP_MARK = ".tunekit-tmp-"
 OLD_MARK = ".tunekit-old-"
@@ -94,9 +94,27 @@ class AtomicOutput:
     def lock_path(self) -> Path:
         return self.final.parent / f".{self.final.name}{LOCK_MARK}"
 
+    def check_location(self) -> None:
+        """Refuse before any work when the output cannot be created: a parent is a file, or not writable.
+
+        The nearest existing ancestor decides (``mkdir -p`` creates the rest); ``os.access`` sees
+        read-only mounts even for root, and permission bits for everyone else.
+        """
+        ancestor = self.final.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise OutputLocationError(f"{ancestor}: is a file, so the output {self.final} cannot be created "
+                                      "under it; choose another --output")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise OutputLocationError(f"{ancestor}: not writable (read-only or no permission), so the output "
+                                      f"{self.final} cannot be created there; choose another --output")
+
     def check(self) -> None:
-        """Refuse before any work when the output exists and ``--force`` was not given, or may not be replaced."""
+        """Refuse before any work when the output exists and ``--force`` was not given, or may not be replaced,
+        or cannot be created at all."""
         if not self.final.exists():
+            self.check_location()
             return
         if not self.force:
             raise OutputExistsError(f"output {self.final} already exists; pass --force to replace it")
@@ -159,8 +177,14 @@ class AtomicOutput:
         if not self.lock:
             self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.final.name}{TMP_MARK}"))
             return self.tmp
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.acquire()
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self.acquire()
+        except OutputBusyError:
+            raise
+        except OSError as exc:  # read-only, full or vanished since check(): one line naming the place
+            raise OutputLocationError(f"{exc.filename or self.final.parent}: cannot create the output there: "
+                                      f"{exc.strerror or exc}") from None
         try:
             self.clean_stale()
             self.check()
@@ -168,11 +192,14 @@ class AtomicOutput:
             self.tmp.mkdir()
             (self.tmp / STAMP).write_text(json.dumps({"written_by": "tunekit", "since": time.time()}) + "\n",
                                           encoding="utf-8")
-        except BaseException:
+        except BaseException as exc:
             if self.tmp is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
                 self.tmp = None
             self.release()
+            if isinstance(exc, OSError):
+                raise OutputLocationError(f"{exc.filename or self.final.parent}: cannot create the output there: "
+                                          f"{exc.strerror or exc}") from None
             raise
         return self.tmp
 

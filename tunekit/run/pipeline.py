@@ -52,8 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunekit.core.backends import backend_logs
 from tunekit.core.context import RunState, StageContext
-from tunekit.core.errors import TunekitError, UsageError
+from tunekit.core.errors import InputFileError, TunekitError, UsageError
 from tunekit.core.hookspecs import hookimpl
 from tunekit.run import interrupts
 from tunekit.run.checkpoints import check_checkpoints, discard_checkpoints
@@ -80,6 +81,10 @@ class RunResult:
     dry_run: bool = False
 
 
+BACKEND_LOG = "backends.log"
+"""The run's log file for what backends (torchao, torch, bitsandbytes, llama.cpp) log; made only if they do."""
+
+
 # -- the host implementation of every stage --------------------------------------------------
 
 
@@ -98,7 +103,10 @@ def seed_everything(recipe: Recipe) -> None:
 
 
 def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
+    import pickle
+
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunekit.core.arch import ModelArch
@@ -139,6 +147,13 @@ def stage_load(plugin: Plugin | None, model: Any, ctx: StageContext) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), **trust, **({"gguf_file": gguf} if gguf else {}))
         loaded = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except pickle.UnpicklingError as exc:
+        bins = sorted(path.glob("*.bin")) if path.is_dir() else []
+        where = bins[0] if len(bins) == 1 else path
+        raise InputFileError(f"{where}: torch's safe loader refuses this pickle (it holds objects other than "
+                             "tensors, which could run code): convert it to safetensors from a trusted copy") from exc
+    except SafetensorError as exc:  # a hub download checked only now; local folders are checked before loading
+        raise InputFileError(f"{path}: a .safetensors file is damaged: {exc}") from exc
     except (OSError, ValueError) as exc:
         # transformers' hub errors run to several lines with advice for its own API: keep the first
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -389,7 +404,7 @@ def apply_recipe(
                      is_main=info.is_main)
     ctx = StageContext(recipe=resolved.recipe, model_path=model_path, data_path=data_path,
                        log=distributed.main_only_log(reporter.log), run=state)
-    with atomic as tmp, _hf_progress_bars(state.shows_bars):
+    with atomic as tmp, _hf_progress_bars(state.shows_bars), backend_logs(tmp / BACKEND_LOG):
         ctx.output_dir = tmp
         for message in atomic.messages:
             ctx.log(message)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunekit.core.errors import UsageError
+from tunekit.core.input_files import check_weight_files
 from tunekit.core.kind_specs import STAGE_KIND
 from tunekit.core.recipe_paths import check_input_files
 from tunekit.run.model_source import SHIPPED, ModelSource
@@ -100,6 +101,8 @@ def check_inputs(resolved: ResolvedRecipe, model_path: Path | None, gguf_file: s
             raise UsageError(f"{model_path} has no config.json (a Hugging Face model folder is expected)")
         if gguf_file is not None and not (model_path / gguf_file).is_file():
             raise UsageError(f"GGUF file not found: {model_path / gguf_file}")
+        if gguf_file is None:
+            check_weight_files(model_path)  # a truncated or empty .safetensors: one line now, not a traceback later
         if not resolved.recipe.model.trust_remote_code:
             _refuse_shipped_code(model_path)
     if data is not None and not data.exists():

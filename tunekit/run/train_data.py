@@ -1,10 +1,15 @@
 """Training data: files in, tokenized examples (input_ids + labels) out.
 
-Three shapes are read: plain ``.txt`` files (a file or a folder of them), JSONL with ``text``, and JSONL
-with ``instruction`` / ``input`` / ``output``. Text is packed into ``seq_len`` blocks (or one truncated
-example per document). Instruction records are rendered with a template or the tokenizer's chat template,
-and with ``completion_only`` the prompt tokens get label -100 so the loss is on the answer alone.
-No torch here: examples are lists of ints, the collator (in ``training``) makes tensors.
+Four shapes are read: plain ``.txt`` files (a file or a folder of them), JSONL with ``text``, JSONL
+with ``instruction`` / ``input`` / ``output``, and chat JSONL with ``messages: [{role, content}]`` (OpenAI's
+shape; ShareGPT's ``conversations: [{from, value}]`` is read as the same). Text is packed into ``seq_len``
+blocks (or one truncated example per document). Instruction records are rendered with a template or the
+tokenizer's chat template; chat records always go through the chat template. With ``completion_only`` the
+prompt tokens (for chats: every token outside an assistant turn) get label -100 so the loss is on the
+answers alone, the habit of TRL, axolotl and LLaMA-Factory. ``pack_examples`` packs instruction and chat
+examples into rows of ``seq_len`` with position ids restarting at each example, which transformers turns
+into attention that stays inside each example (a block-diagonal causal mask on eager/SDPA, varlen on
+FlashAttention). No torch here: examples are lists of ints, the collator (``train_progress``) makes tensors.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ PROMPT_TEMPLATE = (
 
 Example = dict[str, list[int]]
 
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user",
+                  "assistant": "assistant", "tool": "tool"}
+"""ShareGPT's ``from`` names -> the chat-template roles (``human``/``gpt`` are ShareGPT's own)."""
+
 
 @dataclass
 class TrainData:
@@ -40,6 +49,8 @@ class TrainData:
     eval: list[Example] = field(default_factory=list)
     kind: str = "text"
     source: str = ""
+    packed_from: int | None = None
+    """How many examples ``train.pack_examples`` packed into the ``train`` rows (None: not packed)."""
 
     def tokens(self) -> int:
         return sum(len(e["input_ids"]) for e in self.train)
@@ -63,14 +74,42 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def check_chat(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """A chat record as ``{"messages": [{role, content}, ...]}`` (ShareGPT's shape converted), or a UsageError."""
+    key = "messages" if "messages" in record else "conversations"
+    turns = record[key]
+    if not isinstance(turns, list) or not turns:
+        raise UsageError(f"{where}: '{key}' must be a non-empty list of turns")
+    messages = []
+    for index, turn in enumerate(turns):
+        at = f"{where}: {key}[{index}]"
+        if not isinstance(turn, dict):
+            raise UsageError(f"{at}: expected an object with 'role' and 'content', got {_type_name(turn)}")
+        role, content = (turn.get("role"), turn.get("content")) if key == "messages" else (
+            SHAREGPT_ROLES.get(str(turn.get("from"))), turn.get("value"))
+        if not isinstance(role, str):
+            wanted = "'role'" if key == "messages" else f"'from' (one of {', '.join(SHAREGPT_ROLES)})"
+            raise UsageError(f"{at}: needs {wanted}")
+        if not isinstance(content, str):
+            name = "content" if key == "messages" else "value"
+            raise UsageError(f"{at}: '{name}' must be a string, got {_type_name(content)}")
+        messages.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in messages):
+        raise UsageError(f"{where}: no assistant turn (nothing to learn from)")
+    return {"messages": messages}
+
+
 def check_record(record: Any, where: str) -> dict[str, Any]:
     """One JSONL record of a shape tunekit trains on, or a UsageError at ``file:line``.
 
     ``str(None)`` would train on the word "None" and an instruction without ``output`` on an empty
     answer; both are mistakes in the data, so they stop the run before any weight loads.
     """
+    if isinstance(record, dict) and ({"messages", "conversations"} & record.keys()):
+        return check_chat(record, where)
     if not isinstance(record, dict) or not ({"text", "instruction"} & record.keys()):
-        raise UsageError(f"{where}: expected an object with 'text' or 'instruction'/'output'")
+        raise UsageError(f"{where}: expected an object with 'text', 'instruction'/'output' or "
+                         "'messages' (chat turns)")
     fields = ("text",) if "text" in record and "instruction" not in record else ("instruction", "output")
     for name in fields:
         if name not in record:
@@ -148,6 +187,73 @@ def instruction_example(record: dict[str, Any], section: TrainSection, tokenizer
     return {"input_ids": ids, "labels": labels}
 
 
+def _chat_text(tokenizer: Any, messages: list[dict[str, str]], prompt: bool) -> str:
+    from jinja2 import TemplateError
+
+    try:
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt))
+    except TemplateError as exc:
+        raise UsageError(f"the tokenizer's chat template refused these turns: {exc}") from None
+
+
+def chat_example(record: dict[str, Any], section: TrainSection, tokenizer: Any) -> Example:
+    """A chat through the tokenizer's chat template, labels on the assistant turns only (``completion_only``).
+
+    Each assistant turn's text is what rendering the chat up to and including that turn adds to the
+    rendering up to it with the generation prompt, so the turn's end marker (``<|im_end|>``, ``<|eot_id|>``)
+    is learned too. That needs a template whose renderings extend each other; one that rewrites earlier
+    turns (e.g. dropping past reasoning) is refused rather than trained on text it never produces. Turns
+    after the last assistant turn are left out: there is no answer in them to learn.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise UsageError("chat records ('messages') need a tokenizer with a chat template; this one has none")
+    messages = record["messages"]
+    ids: list[int] = []
+    labels: list[int] = []
+    rendered = ""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = _chat_text(tokenizer, messages[:index], prompt=True)
+        full = _chat_text(tokenizer, messages[: index + 1], prompt=False)
+        if not (prompt.startswith(rendered) and full.startswith(prompt)):
+            raise UsageError("the tokenizer's chat template renders earlier turns differently once later turns "
+                             "follow, so assistant turns cannot be told apart; use instruction records")
+        before = encode(tokenizer, prompt[len(rendered):])
+        answer = encode(tokenizer, full[len(prompt):])
+        ids += before + answer
+        labels += ([IGNORE_INDEX] * len(before) if section.completion_only else before) + answer
+        rendered = full
+    return {"input_ids": ids[: section.seq_len], "labels": labels[: section.seq_len]}
+
+
+def pack_examples(examples: list[Example], seq_len: int) -> list[Example]:
+    """Examples packed in order into rows of at most ``seq_len`` tokens, each row with ``position_ids``
+    restarting at 0 for every example it holds.
+
+    The restart is what keeps attention inside an example: transformers reads a row whose position ids
+    go back to 0 as several sequences (no attention mask is passed, see ``train_progress.collate``). The
+    first label of every example after the first is -100: the loss would otherwise ask the previous
+    example's last token to predict it.
+    """
+    rows: list[Example] = []
+    row: Example = {"input_ids": [], "labels": [], "position_ids": []}
+    for example in examples:
+        size = len(example["input_ids"])
+        if row["input_ids"] and len(row["input_ids"]) + size > seq_len:
+            rows.append(row)
+            row = {"input_ids": [], "labels": [], "position_ids": []}
+        labels = list(example["labels"])
+        if row["input_ids"]:
+            labels[0] = IGNORE_INDEX
+        row["input_ids"] += example["input_ids"]
+        row["labels"] += labels
+        row["position_ids"] += list(range(size))
+    if row["input_ids"]:
+        rows.append(row)
+    return rows
+
+
 def text_examples(texts: list[str], section: TrainSection, tokenizer: Any) -> list[Example]:
     """Pack documents (joined by EOS) into full ``seq_len`` blocks, or truncate each one when not packing."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -175,23 +281,28 @@ def split_held_out(examples: list[Example], fraction: float, seed: int) -> tuple
 def build(section: TrainSection, tokenizer: Any, path: Path) -> TrainData:
     """Read, tokenize and split the training data a recipe's ``train`` section describes."""
     records = read_records(path)
-    instructions = [r for r in records if "instruction" in r]
-    if instructions and len(instructions) != len(records):
-        raise UsageError(f"{path}: mixes 'text' and 'instruction' records; use one shape per file")
-    if instructions:
-        if section.max_samples:
-            records = records[: section.max_samples]
-        examples = [instruction_example(r, section, tokenizer) for r in records]
-        examples = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"])]
-        if not examples:
-            raise UsageError(f"{path}: every prompt fills train.seq_len={section.seq_len}; no answer token "
-                             "is left to learn from (raise seq_len)")
-        kind = "instruction"
-    else:
+    shapes = {"chat" if "messages" in r else "instruction" if "instruction" in r else "text" for r in records}
+    if len(shapes) > 1:
+        raise UsageError(f"{path}: mixes {' and '.join(sorted(shapes))} records; use one shape per file")
+    kind = shapes.pop()
+    if kind == "text":
         examples = text_examples([str(r["text"]) for r in records], section, tokenizer)
         examples = examples[: section.max_samples] if section.max_samples else examples
-        kind = "text"
+        if not examples:
+            raise UsageError(f"{path}: too little text for one training example of {section.seq_len} tokens")
+        train, held_out = split_held_out(examples, section.eval_split, section.seed)
+        return TrainData(train=train, eval=held_out, kind=kind, source=str(path))
+    if section.max_samples:
+        records = records[: section.max_samples]
+    make = chat_example if kind == "chat" else instruction_example
+    examples = [make(r, section, tokenizer) for r in records]
+    examples = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"])]
     if not examples:
-        raise UsageError(f"{path}: too little text for one training example of {section.seq_len} tokens")
+        raise UsageError(f"{path}: every prompt fills train.seq_len={section.seq_len}; no answer token "
+                         "is left to learn from (raise seq_len)")
     train, held_out = split_held_out(examples, section.eval_split, section.seed)
-    return TrainData(train=train, eval=held_out, kind=kind, source=str(path))
+    if not section.pack_examples:
+        return TrainData(train=train, eval=held_out, kind=kind, source=str(path))
+    # held-out examples stay one per row: the eval loss means what it means unpacked
+    return TrainData(train=pack_examples(train, section.seq_len), eval=held_out, kind=kind, source=str(path),
+                     packed_from=len(train))

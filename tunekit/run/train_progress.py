@@ -16,18 +16,30 @@ from transformers import TrainerCallback
 from tunekit.run.train_data import IGNORE_INDEX
 
 
-def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padding is masked out of attention and of the loss."""
+def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch; padding is masked out of attention and of the loss.
+
+    Packed rows (``position_ids`` from ``train_data.pack_examples``) get no attention mask: transformers
+    then reads the position ids' restarts as sequence boundaries and keeps attention inside each example
+    (it only does so with no mask and no cache, hence ``use_cache=False``). Padding continues as one more
+    sequence of its own, after every real token, so causal attention never reaches it.
+    """
     width = max(len(e["input_ids"]) for e in batch)
 
     def pad(values: list[int], fill: int) -> list[int]:
         return values + [fill] * (width - len(values))
 
-    return {
+    out: dict[str, Any] = {
         "input_ids": torch.tensor([pad(e["input_ids"], pad_id) for e in batch]),
         "labels": torch.tensor([pad(e["labels"], IGNORE_INDEX) for e in batch]),
-        "attention_mask": torch.tensor([pad([1] * len(e["input_ids"]), 0) for e in batch]),
     }
+    if all("position_ids" in e for e in batch):
+        out["position_ids"] = torch.tensor(
+            [e["position_ids"] + list(range(width - len(e["position_ids"]))) for e in batch])
+        out["use_cache"] = False
+    else:
+        out["attention_mask"] = torch.tensor([pad([1] * len(e["input_ids"]), 0) for e in batch])
+    return out
 
 
 class ProgressCallback(TrainerCallback):

@@ -110,7 +110,8 @@ def training_arguments(
         logging_steps=1,
         seed=section.seed,
         data_seed=section.seed,
-        include_num_input_tokens_seen="non_padding",
+        # packed rows carry no attention mask for the Trainer to count with; their padding is a row's tail
+        include_num_input_tokens_seen="all" if section.pack_examples else "non_padding",
         report_to=list(section.report_to) or "none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
@@ -166,7 +167,9 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
         trained, total = select_trainable(model, section.trainable)
         ctx.log(f"full fine-tuning: {trained:,} of {total:,} weights train ({100 * trained / total:.1f}%)")
     data = train_data.build(section, ctx.tokenizer, data_path(ctx))
-    ctx.log(f"train: {len(data.train)} {data.kind} examples ({data.tokens():,} tokens), {len(data.eval)} held out")
+    packed = f" packed into {len(data.train)} rows" if data.packed_from is not None else ""
+    ctx.log(f"train: {data.packed_from or len(data.train)} {data.kind} examples{packed} ({data.tokens():,} tokens), "
+            f"{len(data.eval)} held out")
     output = checkpoint_dir(ctx)
     resume = resume_from(ctx, output)
     args = training_arguments(section, output, bool(data.eval), ctx.run.training_args)
@@ -208,7 +211,8 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
         eval_loss=_round(eval_loss),
         eval_perplexity=_perplexity(eval_loss),
         trainable_params=trainable,
-        examples=len(data.train),
+        examples=data.packed_from or len(data.train),
+        packed_rows=len(data.train) if data.packed_from is not None else None,
         held_out=len(data.eval),
         tokens_seen=int(trainer.state.num_input_tokens_seen),
         time_s=round(seconds, 2),
