@@ -187,7 +187,7 @@ def test_the_load_itself_passes_trust_remote_code_explicitly(tmp_path: Path,
 
     from tunekit.core.context import StageContext
     from tunekit.core.recipe_model import Recipe
-    from tunekit.run.pipeline import stage_load
+    from tunekit.run.load import stage_load
 
     seen: list[object] = []
 

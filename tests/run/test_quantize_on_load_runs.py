@@ -19,7 +19,8 @@ import yaml
 from tunekit.core.context import RunState, StageContext
 from tunekit.core.errors import PluginError
 from tunekit.core.recipe import load_recipe
-from tunekit.run.pipeline import apply_recipe, stage_load
+from tunekit.run.load import stage_load
+from tunekit.run.pipeline import apply_recipe
 
 pytest.importorskip("bitsandbytes")
 pytest.importorskip("peft")

@@ -78,6 +78,7 @@ def _apply_stages(rec: Recommendation, model_dir: Path, registry: Registry) -> t
     from tunekit.core.kind_specs import STAGE_KIND
     from tunekit.core.recipe import load_recipe
     from tunekit.run import pipeline
+    from tunekit.run.load import stage_load
 
     data = {k: v for k, v in rec.recipe.items() if k not in ("train", "adapter", "model")}
     with tempfile.TemporaryDirectory(prefix="tunekit-measure-") as tmp:
@@ -87,7 +88,7 @@ def _apply_stages(rec: Recommendation, model_dir: Path, registry: Registry) -> t
         ctx = StageContext(recipe=resolved.recipe, model_path=model_dir, log=lambda _line: None,
                            run=RunState(stages=resolved.stages))
         pipeline.seed_everything(resolved.recipe)
-        model = pipeline.stage_load(None, None, ctx)
+        model = stage_load(None, None, ctx)
         for stage in ("context", "prune", "quantize"):
             plugin = resolved.stages.get(STAGE_KIND[stage])
             if plugin is not None:
