@@ -40,7 +40,7 @@ from tunekit.advise.estimate import (
 )
 from tunekit.advise.limits import max_batch, max_seq_len, smallest_quant_that_fits
 from tunekit.core.arch import ModelArch
-from tunekit.core.errors import UsageError
+from tunekit.core.errors import RecipeError, UsageError
 from tunekit.core.model_facts import resolve_model
 from tunekit.core.recipe import load_recipe
 from tunekit.core.registry import load_registry
@@ -276,6 +276,13 @@ def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
     infer = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=512)
     assert (infer.method, infer.seq_len) == ("infer", 512)
     assert infer.quant.bits == pytest.approx(8 + 20 / 128)
+    path.write_text("model: {id: llama-2-7b}\nserve: {engine: hf}\n")
+    served = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=16384)
+    assert served.engine == "hf"  # a 16k prompt: generate prefills it whole, vLLM in 8k chunks
+    assert estimate(arch, served).total_gb > estimate(arch, replace(served, engine="vllm")).total_gb
+    path.write_text("model: {id: llama-2-7b}\nserve: {engine: sglang}\n")
+    with pytest.raises(RecipeError, match=r"serve\.engine"):
+        load_recipe(path, registry=registry)
     path.write_text("model: {id: llama-2-7b}\ntrain: {seq_len: 512, optimizer: adamw-8bit}\n")  # no adapter
     full = setup_from_recipe(load_recipe(path, registry=registry), arch)
     assert (full.method, full.seq_len, full.optimizer) == ("full", 512, "adamw-8bit")

@@ -16,6 +16,7 @@ from tunekit.advise.quant_memory import QUANTS, QuantSpec, quant_spec_of
 from tunekit.advise.quant_memory import memory_bits as memory_bits  # re-exported: callers read every
 from tunekit.advise.quant_memory import quant_spec as quant_spec  # memory fact from the estimator
 from tunekit.core.arch import ALL_LINEAR, ModelArch
+from tunekit.core.engines import ENGINES
 from tunekit.core.errors import UsageError
 from tunekit.core.sharding import SHARDED, STRATEGIES
 
@@ -36,7 +37,6 @@ GATHER_LAYERS = 2.0  # ZeRO-3/FSDP: gathered 16-bit layers alive at once (the cu
 BAND_LOW = 0.926  # fitted with BAND_HIGH so that >= 80% of calibration points fall in [low, high]
 BAND_HIGH = 1.116
 FITS_QUANTILE = 0.75  # where in the band recommend's "fits" is decided (0 = low, 1 = high)
-ENGINES = ("hf", "vllm", "llama.cpp")
 
 
 @dataclass(frozen=True)
@@ -381,5 +381,6 @@ def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup
                       offloaded=offloaded_states(section))
     else:
         seq = int(context.target_context(arch)) if context is not None else min(4096, arch.max_context)
-        setup = Setup(method="infer", quant=quant, seq_len=seq)
+        engine = recipe.serve.engine or Setup.engine
+        setup = Setup(method="infer", quant=quant, seq_len=seq, engine=engine)
     return replace(setup, **{k: v for k, v in overrides.items() if v is not None})

@@ -119,6 +119,12 @@ class OutputSection(Section):
     merge: bool = Field(False, description="Also save the adapter merged into the base")
 
 
+class ServeSection(Section):
+    engine: Literal["hf", "vllm", "llama.cpp"] | None = Field(
+        None, description="The engine that will serve the output (hf: transformers generate, vllm, llama.cpp): "
+        "`tunekit estimate RECIPE` counts its prefill and KV cache the way that engine allocates them")
+
+
 class DistributedSection(Section):
     """Several processes through accelerate (DDP, FSDP) or DeepSpeed ZeRO; see docs/distributed.md.
 
@@ -195,6 +201,8 @@ class Recipe(Section):
                                   description="What is written, and where")
     distributed: DistributedSection = Field(default_factory=DistributedSection,  # type: ignore[arg-type]
                                             description="Several processes or GPUs (training only)")
+    serve: ServeSection = Field(default_factory=ServeSection,  # type: ignore[arg-type]
+                                description="How the output will be served (read by the estimator)")
 
     @field_validator("extends", mode="before")
     @classmethod
