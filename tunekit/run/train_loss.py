@@ -75,10 +75,11 @@ def decoder_and_head(model: Any) -> tuple[Any, Any, Any]:
     return decoder, head, inner.config
 
 
-def hidden_and_head(model: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
+def hidden_and_head(model: Any, inputs: dict[str, Any], unwrapped: Any = None) -> tuple[Any, Any, Any]:
     """Run the whole model (through its wrappers, so DDP and PEFT see their forward) asking for the last
-    position's logits only, and catch the decoder's output on the way: the hidden states to chunk over."""
-    decoder, head, config = decoder_and_head(model)
+    position's logits only, and catch the decoder's output on the way: the hidden states to chunk over.
+    ``unwrapped`` is the model under the launcher's wrappers (the Trainer's ``accelerator.unwrap_model``)."""
+    decoder, head, config = decoder_and_head(model if unwrapped is None else unwrapped)
     caught: list[Any] = []
 
     def keep(_module: Any, _args: Any, output: Any) -> None:
@@ -118,7 +119,7 @@ class MemoryOptionsTrainer(Trainer):
         with offloaded_activations(self.activation_offload and model.training):
             if not self.chunked_loss:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            hidden, head, config = hidden_and_head(model, inputs)
+            hidden, head, config = hidden_and_head(model, inputs, self.accelerator.unwrap_model(model))
             # as the Trainer does for a model's own loss: divide by the tokens of the whole accumulated batch
             # only where the model takes that count, so its gradient-accumulation scaling stays right
             count = num_items_in_batch if self.model_accepts_loss_kwargs else None
