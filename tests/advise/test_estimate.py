@@ -289,6 +289,23 @@ def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
     assert estimate(arch, full).total_gb > estimate(arch, method="lora", seq_len=512).total_gb
 
 
+def test_recipe_memory_options_reach_the_estimate(tmp_path: Path) -> None:
+    """train.chunked_loss / train.activation_offload are the estimator's --chunked-loss / --activation-offload."""
+    registry = load_registry(entry_points=False, extra_modules=[recommend_fakes])
+    path = tmp_path / "r.yaml"
+    plain = "model: {id: llama-2-7b}\nadapter: {method: lora}\ntrain: {seq_len: 2048, gradient_checkpointing: true"
+    path.write_text(plain + "}\n")
+    arch = llama2()
+    before = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    path.write_text(plain + ", chunked_loss: true, activation_offload: true}\n")
+    lean = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    assert (before.chunked_loss, before.activation_offload) == (False, False)
+    assert (lean.chunked_loss, lean.activation_offload) == (True, True)
+    assert estimate(arch, lean) == estimate(arch, before, chunked_loss=True, activation_offload=True)
+    saved = training_activation_bytes(arch, before) - training_activation_bytes(arch, lean)
+    assert saved == 2048 * arch.vocab * 8 + (arch.layers - 1) * 2 * arch.hidden * 2048  # logits + layer inputs
+
+
 def test_unknown_architecture_says_what_it_guessed() -> None:
     arch = ModelArch.from_hf_config({"model_type": "gpt_neox", "hidden_size": 512, "num_hidden_layers": 4,
                                      "num_attention_heads": 8, "vocab_size": 1000})

@@ -241,10 +241,10 @@ def training_activation_bytes(arch: ModelArch, s: Setup) -> float:
     if s.method != "full" and s.quant.bits < 16:
         per_token += quantized_input_bytes_per_token(arch)
     layer = per_token * tokens
-    if not s.grad_ckpt:
-        stored = arch.layers * layer
-    elif s.activation_offload:
+    if s.activation_offload:  # saved tensors go to CPU as they are made (with checkpointing: the layer inputs)
         stored = layer + 2 * arch.hidden * tokens  # the layer being recomputed and one input in flight
+    elif not s.grad_ckpt:
+        stored = arch.layers * layer
     else:
         stored = arch.layers * 2 * arch.hidden * tokens + layer
     return stored + logits_bytes(arch, tokens, s.chunked_loss)
@@ -375,6 +375,7 @@ def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup
         setup = Setup(method=method, quant=quant, trainable_params=trainable,
                       optimizer=train.optimizer, precision="fp32" if train.precision == "fp32" else "mixed",
                       seq_len=train.seq_len, batch=train.batch_size, grad_ckpt=train.gradient_checkpointing,
+                      chunked_loss=train.chunked_loss, activation_offload=train.activation_offload,
                       gpus=section.gpus * section.nodes if section.strategy != "none" else 1,
                       strategy=section.strategy, sharded=sharded_states(section),
                       divisor=max(shard_divisor(section, s) for s in ("weights", "gradients", "optimizer")),

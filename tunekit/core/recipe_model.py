@@ -71,6 +71,12 @@ class TrainSection(Section):
         None, description="Full fine-tuning only (no adapter): train just the parameters whose names match one "
         "of these regular expressions (re.search), e.g. 'layers\\.(22|23)\\.' or 'norm'; default all")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory")
+    chunked_loss: bool = Field(
+        False, description="Compute the loss over chunks of the sequence (lm_head, fp32 upcast and cross-entropy "
+        "per chunk, recomputed in backward): the full logits are never held")
+    activation_offload: bool = Field(
+        False, description="Keep the activations saved for backward in CPU RAM (with gradient_checkpointing: "
+        "each layer's input)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision")
     eval_split: float = Field(0.05, ge=0, lt=1, description="Fraction of training data held out for eval loss")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps")
