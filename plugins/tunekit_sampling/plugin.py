@@ -70,12 +70,14 @@ class SamplingParams(PluginParams):
     assistant_model: str | None = Field(None, description="Draft model folder for speculative decoding "
                                         "(same tokenizer; used by `tunekit generate`)")
     num_assistant_tokens: int = Field(5, ge=1, le=128, description="Draft tokens proposed per step")
-    kv_cache: KVCacheParams | None = Field(None, description="KV cache implementation (default: dynamic)")
+    kv_cache: KVCacheParams | None = Field(None, description="KV cache generate builds: {implementation, nbits, "
+                                         "backend, residual_length} (default: dynamic)")
 
 
 class SamplingSampler(Sampler[SamplingParams]):
     name = "sampling"
-    summary = "Temperature, top-k/top-p/min-p, repetition penalty and presets; optional speculative decoding"
+    summary = ("Temperature, top-k/top-p/min-p, repetition penalty and presets; optional speculative decoding "
+               "and KV cache (quantized, static, offloaded)")
 
     def generation_config(self) -> dict[str, Any]:
         p = self.params
