@@ -130,7 +130,6 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         folder = Path(named.ref) if named.ref else default_model_path()  # a hub id passes through str() as is
         trust = resolved.recipe.model.trust_remote_code
         kwargs: dict[str, Any] = {"trust_remote_code": trust, **({"gguf_file": gguf} if gguf else {})}
-        lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
         if resolved.recipe.model.offload is not None:
             import tempfile
