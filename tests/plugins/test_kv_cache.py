@@ -119,3 +119,23 @@ def test_offloaded_cache_is_refused_on_cpu_with_the_reason(tmp_path: Path) -> No
     assert json.loads((folder / "generation_config.json").read_text())["cache_implementation"] == "offloaded"
     with pytest.raises(UsageError, match="needs a CUDA GPU"):
         generate(str(folder), "Hello", chat=False)
+
+
+def test_checks_compare_weights_under_the_default_cache_when_the_named_one_cannot_run(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the offloaded cache runs on a CUDA machine")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunekit.run.checks.generations import generate_all
+    from tunekit.run.checks.load import _default_cache_unless_runnable
+
+    folder = output_with_cache(tmp_path / "out", implementation="offloaded")
+    model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()  # its own generation_config says offloaded
+    generation = GenerationConfig.from_pretrained(str(folder))
+    _default_cache_unless_runnable(generation)
+    assert generation.cache_implementation == "dynamic"
+    [made] = generate_all(model, AutoTokenizer.from_pretrained(str(folder)), ["Hello there"], generation,
+                          sampled=False, max_new_tokens=4)
+    assert len(made.tokens) <= 4
