@@ -396,3 +396,16 @@ def test_calibration_set_meets_the_bar() -> None:
     assert summary["all"]["mape_pct"] <= 10
     assert summary["all"]["band_coverage"] >= 0.8
     assert summary["training"]["under_by_more_than_10_pct"] <= 0.1
+
+
+def test_sampler_kv_cache_bits_reach_the_estimate(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {id: llama-2-7b}\n")
+    default = setup_from_recipe(load_recipe(path), llama2(), seq_len=8192)
+    path.write_text("model: {id: llama-2-7b}\nsampler: {method: sampling, kv_cache: {implementation: quantized, "
+                    "nbits: 4}}\n")
+    quantized = setup_from_recipe(load_recipe(path), llama2(), seq_len=8192)
+    assert (default.kv_bits, quantized.kv_bits) == (16.0, 4.0)
+    full, small = estimate(llama2(), default), estimate(llama2(), quantized)
+    assert small.breakdown["kv_cache"] == pytest.approx(full.breakdown["kv_cache"] / 4)
+    assert small.breakdown["kv_cache"] == pytest.approx(kv_cache_bytes(llama2(), 8192, 1, kv_bits=4))

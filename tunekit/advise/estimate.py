@@ -15,6 +15,7 @@ from typing import Any
 from tunekit.advise.quant_memory import QUANTS, QuantSpec, quant_spec_of
 from tunekit.advise.quant_memory import memory_bits as memory_bits  # re-exported: callers read every
 from tunekit.advise.quant_memory import quant_spec as quant_spec  # memory fact from the estimator
+from tunekit.core import kv_cache
 from tunekit.core.arch import ALL_LINEAR, ModelArch
 from tunekit.core.engines import ENGINES
 from tunekit.core.errors import UsageError
@@ -383,5 +384,7 @@ def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup
     else:
         seq = int(context.target_context(arch)) if context is not None else min(4096, arch.max_context)
         engine = recipe.serve.engine or Setup.engine
-        setup = Setup(method="infer", quant=quant, seq_len=seq, engine=engine)
+        sampler = stages.get("sampler")  # its generation config names the KV cache generate builds
+        kv = kv_cache.kv_bits(sampler.generation_config()) if sampler is not None else 16.0
+        setup = Setup(method="infer", quant=quant, seq_len=seq, engine=engine, kv_bits=kv)
     return replace(setup, **{k: v for k, v in overrides.items() if v is not None})
