@@ -56,7 +56,7 @@ def test_the_sampler_keeps_the_models_special_token_ids() -> None:
     assert special_token_ids(None, tokenizer) == {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}
     assert special_token_ids(GenerationConfig(eos_token_id=4), tokenizer)["eos_token_id"] == 4  # the model wins
     no_pad = SimpleNamespace(bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    assert special_token_ids(GenerationConfig(eos_token_id=[6, 9]), no_pad)["pad_token_id"] == 6  # first EOS, as generate
+    assert special_token_ids(GenerationConfig(eos_token_id=[6, 9]), no_pad)["pad_token_id"] == 6  # the first EOS
 
 
 def test_generate_from_an_output_folder_with_speculative_decoding(tmp_path: Path) -> None:
