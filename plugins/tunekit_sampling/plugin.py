@@ -5,6 +5,9 @@ Presets come from docs/reference.md ("Decoding"): deterministic (greedy; Q&A, co
 a little variety). Explicit fields override the preset. ``assistant_model`` names a smaller model
 folder for speculative (assisted) decoding — outputs stay those of the main model, 2-3x faster where
 the draft agrees (Leviathan et al. 2023); ``tunekit generate`` loads it, the output records its path.
+``kv_cache`` picks transformers' cache implementation (``tunekit.core.kv_cache``): a quantized cache
+(fp8, or hqq/quanto at 2-4 bits) holds the same context in a half or a quarter of the memory, which
+``tunekit estimate`` counts and ``generate``/``bench`` run; ``offloaded`` needs a CUDA GPU.
 Torch-free: the base class's ``apply`` sets ``model.generation_config``.
 """
 
@@ -12,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tunekit import PluginParams, Sampler
+from tunekit.core.kv_cache import QUANT_BACKENDS, default_backend, generation_keys
 
 PRESETS: dict[str, dict[str, Any]] = {
     "deterministic": {"do_sample": False},
@@ -24,6 +28,34 @@ PRESETS: dict[str, dict[str, Any]] = {
     "code": {"do_sample": True, "temperature": 0.2, "top_p": 0.95},
 }
 """Preset -> GenerationConfig values (docs/reference.md "Decoding"; repetition penalty 1.05-1.15)."""
+
+
+class KVCacheParams(PluginParams):
+    """Which KV cache ``generate`` builds (written as ``cache_implementation``/``cache_config``)."""
+
+    implementation: Literal["dynamic", "static", "quantized", "offloaded"] = Field(
+        "dynamic", description="dynamic (default), static (preallocated, for torch.compile), quantized "
+                               "(fewer bytes per cached token), offloaded (layers parked in CPU RAM; CUDA only)")
+    nbits: Literal[1, 2, 3, 4, 8] | None = Field(
+        None, description="quantized: bits per cached element (8: fp8 in plain torch; 2-4: hqq or quanto)")
+    backend: Literal["fp8", "hqq", "quanto"] | None = Field(
+        None, description="quantized: fp8 (8 bits, no extra package), hqq (pip install hqq) or quanto; "
+                          "default fp8 at 8 bits, hqq below")
+    residual_length: int | None = Field(None, ge=0, le=65_536, description="quantized hqq/quanto: newest "
+                                        "tokens kept in 16-bit before quantizing (transformers' default 128)")
+
+    @model_validator(mode="after")
+    def _bits_fit_backend(self) -> KVCacheParams:
+        quantized_only = [k for k in ("nbits", "backend", "residual_length") if getattr(self, k) is not None]
+        if self.implementation != "quantized" and quantized_only:
+            raise ValueError(f"{', '.join(quantized_only)} only apply to implementation: quantized")
+        backend = self.backend or default_backend(self.nbits)
+        if self.nbits is not None and self.nbits not in QUANT_BACKENDS[backend].bits:
+            allowed = ", ".join(str(b) for b in QUANT_BACKENDS[backend].bits)
+            raise ValueError(f"backend {backend} takes nbits {allowed}, not {self.nbits}")
+        if backend == "fp8" and self.residual_length is not None:
+            raise ValueError("backend fp8 quantizes every token (no residual_length)")
+        return self
 
 
 class SamplingParams(PluginParams):
@@ -38,11 +70,14 @@ class SamplingParams(PluginParams):
     assistant_model: str | None = Field(None, description="Draft model folder for speculative decoding "
                                         "(same tokenizer; used by `tunekit generate`)")
     num_assistant_tokens: int = Field(5, ge=1, le=128, description="Draft tokens proposed per step")
+    kv_cache: KVCacheParams | None = Field(None, description="KV cache generate builds: {implementation, nbits, "
+                                         "backend, residual_length} (default: dynamic)")
 
 
 class SamplingSampler(Sampler[SamplingParams]):
     name = "sampling"
-    summary = "Temperature, top-k/top-p/min-p, repetition penalty and presets; optional speculative decoding"
+    summary = ("Temperature, top-k/top-p/min-p, repetition penalty and presets; optional speculative decoding "
+               "and KV cache (quantized, static, offloaded)")
 
     def generation_config(self) -> dict[str, Any]:
         p = self.params
@@ -61,6 +96,9 @@ class SamplingSampler(Sampler[SamplingParams]):
         values["max_new_tokens"] = p.max_new_tokens
         if p.assistant_model:
             values["num_assistant_tokens"] = p.num_assistant_tokens
+        if p.kv_cache is not None:
+            c = p.kv_cache
+            values.update(generation_keys(c.implementation, c.nbits, c.backend, c.residual_length))
         return values
 
     def apply(self, model: Any, ctx: Any) -> Any:

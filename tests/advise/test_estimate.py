@@ -40,7 +40,7 @@ from tunekit.advise.estimate import (
 )
 from tunekit.advise.limits import max_batch, max_seq_len, smallest_quant_that_fits
 from tunekit.core.arch import ModelArch
-from tunekit.core.errors import UsageError
+from tunekit.core.errors import RecipeError, UsageError
 from tunekit.core.model_facts import resolve_model
 from tunekit.core.recipe import load_recipe
 from tunekit.core.registry import load_registry
@@ -276,10 +276,34 @@ def test_setup_from_recipe_reads_plugin_declarations(tmp_path: Path) -> None:
     infer = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=512)
     assert (infer.method, infer.seq_len) == ("infer", 512)
     assert infer.quant.bits == pytest.approx(8 + 20 / 128)
+    path.write_text("model: {id: llama-2-7b}\nserve: {engine: hf}\n")
+    served = setup_from_recipe(load_recipe(path, registry=registry), arch, seq_len=16384)
+    assert served.engine == "hf"  # a 16k prompt: generate prefills it whole, vLLM in 8k chunks
+    assert estimate(arch, served).total_gb > estimate(arch, replace(served, engine="vllm")).total_gb
+    path.write_text("model: {id: llama-2-7b}\nserve: {engine: sglang}\n")
+    with pytest.raises(RecipeError, match=r"serve\.engine"):
+        load_recipe(path, registry=registry)
     path.write_text("model: {id: llama-2-7b}\ntrain: {seq_len: 512, optimizer: adamw-8bit}\n")  # no adapter
     full = setup_from_recipe(load_recipe(path, registry=registry), arch)
     assert (full.method, full.seq_len, full.optimizer) == ("full", 512, "adamw-8bit")
     assert estimate(arch, full).total_gb > estimate(arch, method="lora", seq_len=512).total_gb
+
+
+def test_recipe_memory_options_reach_the_estimate(tmp_path: Path) -> None:
+    """train.chunked_loss / train.activation_offload are the estimator's --chunked-loss / --activation-offload."""
+    registry = load_registry(entry_points=False, extra_modules=[recommend_fakes])
+    path = tmp_path / "r.yaml"
+    plain = "model: {id: llama-2-7b}\nadapter: {method: lora}\ntrain: {seq_len: 2048, gradient_checkpointing: true"
+    path.write_text(plain + "}\n")
+    arch = llama2()
+    before = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    path.write_text(plain + ", chunked_loss: true, activation_offload: true}\n")
+    lean = setup_from_recipe(load_recipe(path, registry=registry), arch)
+    assert (before.chunked_loss, before.activation_offload) == (False, False)
+    assert (lean.chunked_loss, lean.activation_offload) == (True, True)
+    assert estimate(arch, lean) == estimate(arch, before, chunked_loss=True, activation_offload=True)
+    saved = training_activation_bytes(arch, before) - training_activation_bytes(arch, lean)
+    assert saved == 2048 * arch.vocab * 8 + (arch.layers - 1) * 2 * arch.hidden * 2048  # logits + layer inputs
 
 
 def test_unknown_architecture_says_what_it_guessed() -> None:
@@ -372,3 +396,16 @@ def test_calibration_set_meets_the_bar() -> None:
     assert summary["all"]["mape_pct"] <= 10
     assert summary["all"]["band_coverage"] >= 0.8
     assert summary["training"]["under_by_more_than_10_pct"] <= 0.1
+
+
+def test_sampler_kv_cache_bits_reach_the_estimate(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {id: llama-2-7b}\n")
+    default = setup_from_recipe(load_recipe(path), llama2(), seq_len=8192)
+    path.write_text("model: {id: llama-2-7b}\nsampler: {method: sampling, kv_cache: {implementation: quantized, "
+                    "nbits: 4}}\n")
+    quantized = setup_from_recipe(load_recipe(path), llama2(), seq_len=8192)
+    assert (default.kv_bits, quantized.kv_bits) == (16.0, 4.0)
+    full, small = estimate(llama2(), default), estimate(llama2(), quantized)
+    assert small.breakdown["kv_cache"] == pytest.approx(full.breakdown["kv_cache"] / 4)
+    assert small.breakdown["kv_cache"] == pytest.approx(kv_cache_bytes(llama2(), 8192, 1, kv_bits=4))

@@ -32,3 +32,4 @@ def test_every_recipe_kind_has_a_contract_and_a_scaffold_template() -> None:
                  if isinstance(cls, type) and issubclass(cls, testing.PluginContract) and getattr(cls, "kind", None)}
     assert set(KINDS) <= contracts
     assert set(KIND_CHOICES) == set(KINDS)
+

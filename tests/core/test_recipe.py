@@ -331,3 +331,13 @@ def test_set_values_are_validated_like_file_values(
         load_recipe(path, registry=registry, overrides=[override])
     assert info.value.key == key
     assert info.value.source == str(path)
+
+
+def test_recipe_serve_engines_are_the_one_engine_list() -> None:
+    from typing import get_args
+
+    from tunekit.core.engines import ENGINES
+    from tunekit.core.recipe_model import ServeSection
+
+    literal = get_args(ServeSection.model_fields["engine"].annotation)[0]  # Literal[...] | None
+    assert get_args(literal) == ENGINES

@@ -15,7 +15,9 @@ from typing import Any
 from tunekit.advise.quant_memory import QUANTS, QuantSpec, quant_spec_of
 from tunekit.advise.quant_memory import memory_bits as memory_bits  # re-exported: callers read every
 from tunekit.advise.quant_memory import quant_spec as quant_spec  # memory fact from the estimator
+from tunekit.core import kv_cache
 from tunekit.core.arch import ALL_LINEAR, ModelArch
+from tunekit.core.engines import ENGINES
 from tunekit.core.errors import UsageError
 from tunekit.core.sharding import SHARDED, STRATEGIES
 
@@ -36,7 +38,6 @@ GATHER_LAYERS = 2.0  # ZeRO-3/FSDP: gathered 16-bit layers alive at once (the cu
 BAND_LOW = 0.926  # fitted with BAND_HIGH so that >= 80% of calibration points fall in [low, high]
 BAND_HIGH = 1.116
 FITS_QUANTILE = 0.75  # where in the band recommend's "fits" is decided (0 = low, 1 = high)
-ENGINES = ("hf", "vllm", "llama.cpp")
 
 
 @dataclass(frozen=True)
@@ -241,10 +242,10 @@ def training_activation_bytes(arch: ModelArch, s: Setup) -> float:
     if s.method != "full" and s.quant.bits < 16:
         per_token += quantized_input_bytes_per_token(arch)
     layer = per_token * tokens
-    if not s.grad_ckpt:
-        stored = arch.layers * layer
-    elif s.activation_offload:
+    if s.activation_offload:  # saved tensors go to CPU as they are made (with checkpointing: the layer inputs)
         stored = layer + 2 * arch.hidden * tokens  # the layer being recomputed and one input in flight
+    elif not s.grad_ckpt:
+        stored = arch.layers * layer
     else:
         stored = arch.layers * 2 * arch.hidden * tokens + layer
     return stored + logits_bytes(arch, tokens, s.chunked_loss)
@@ -375,11 +376,15 @@ def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup
         setup = Setup(method=method, quant=quant, trainable_params=trainable,
                       optimizer=train.optimizer, precision="fp32" if train.precision == "fp32" else "mixed",
                       seq_len=train.seq_len, batch=train.batch_size, grad_ckpt=train.gradient_checkpointing,
+                      chunked_loss=train.chunked_loss, activation_offload=train.activation_offload,
                       gpus=section.gpus * section.nodes if section.strategy != "none" else 1,
                       strategy=section.strategy, sharded=sharded_states(section),
                       divisor=max(shard_divisor(section, s) for s in ("weights", "gradients", "optimizer")),
                       offloaded=offloaded_states(section))
     else:
         seq = int(context.target_context(arch)) if context is not None else min(4096, arch.max_context)
-        setup = Setup(method="infer", quant=quant, seq_len=seq)
+        engine = recipe.serve.engine or Setup.engine
+        sampler = stages.get("sampler")  # its generation config names the KV cache generate builds
+        kv = kv_cache.kv_bits(sampler.generation_config()) if sampler is not None else 16.0
+        setup = Setup(method="infer", quant=quant, seq_len=seq, engine=engine, kv_bits=kv)
     return replace(setup, **{k: v for k, v in overrides.items() if v is not None})

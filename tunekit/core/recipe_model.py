@@ -71,6 +71,12 @@ class TrainSection(Section):
         None, description="Full fine-tuning only (no adapter): train just the parameters whose names match one "
         "of these regular expressions (re.search), e.g. 'layers\\.(22|23)\\.' or 'norm'; default all")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory")
+    chunked_loss: bool = Field(
+        False, description="Compute the loss over chunks of the sequence (lm_head, fp32 upcast and cross-entropy "
+        "per chunk, recomputed in backward): the full logits are never held")
+    activation_offload: bool = Field(
+        False, description="Keep the activations saved for backward in CPU RAM (with gradient_checkpointing: "
+        "each layer's input)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision")
     eval_split: float = Field(0.05, ge=0, lt=1, description="Fraction of training data held out for eval loss")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps")
@@ -117,6 +123,12 @@ class OutputSection(Section):
         description="Export formats: hf, merged, or exporter plugins as 'gguf', 'gguf:q4_k_m', "
         "{gguf: q4_k_m} or {gguf: {type: q4_k_m, imatrix: true}}")
     merge: bool = Field(False, description="Also save the adapter merged into the base")
+
+
+class ServeSection(Section):
+    engine: Literal["hf", "vllm", "llama.cpp"] | None = Field(
+        None, description="The engine that will serve the output (hf: transformers generate, vllm, llama.cpp): "
+        "`tunekit estimate RECIPE` counts its prefill and KV cache the way that engine allocates them")
 
 
 class DistributedSection(Section):
@@ -195,6 +207,8 @@ class Recipe(Section):
                                   description="What is written, and where")
     distributed: DistributedSection = Field(default_factory=DistributedSection,  # type: ignore[arg-type]
                                             description="Several processes or GPUs (training only)")
+    serve: ServeSection = Field(default_factory=ServeSection,  # type: ignore[arg-type]
+                                description="How the output will be served (read by the estimator)")
 
     @field_validator("extends", mode="before")
     @classmethod

@@ -3,7 +3,9 @@
 An output folder is loaded as written (``AutoModelForCausalLM``, or PEFT's ``AutoPeftModelForCausalLM``
 for an adapter) with its ``generation_config.json``; a recipe loads its model (``--model``, else
 ``model.path``, else the shipped SmolLM2) and uses only its sampler: the weight stages run with
-``tunekit apply``. A sampler's ``assistant_model`` turns on speculative (assisted) decoding.
+``tunekit apply``. A sampler's ``assistant_model`` turns on speculative (assisted) decoding; its
+``kv_cache`` picks the cache ``generate`` builds, and one this machine cannot run (offloaded without CUDA,
+a quantized backend not installed) is refused before the weights load.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import yaml
 
 from tunekit.core.errors import UsageError
 from tunekit.core.kinds import special_token_ids
+from tunekit.core.kv_cache import check_runnable
 
 
 @dataclass
@@ -65,6 +68,16 @@ def load_output(folder: Path, dtype: Any, trust: bool = False) -> Any:
     return model
 
 
+def check_cache_here(generation_file: Path) -> None:
+    """Refuse a ``generation_config.json`` whose KV cache cannot run on this machine, before loading weights
+    (``tunekit generate`` and ``tunekit bench`` both build the cache it names)."""
+    if not generation_file.is_file():
+        return
+    import torch
+
+    check_runnable(json.loads(generation_file.read_text(encoding="utf-8")), torch.cuda.is_available())
+
+
 def _recorded_recipe(folder: Path) -> dict[str, Any]:
     recipe = folder / "tunekit-recipe.yaml"
     if not recipe.is_file():
@@ -96,6 +109,7 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
     if is_output_folder(path):
         folder = path
         trust = _trust_from_recipe_file(folder)
+        check_cache_here(folder / "generation_config.json")
         lm = load_output(folder, "auto", trust)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust)
         gen_file = folder / "generation_config.json"
@@ -110,11 +124,13 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
         from tunekit.run.model_source import resolve as resolve_model_source
 
         folder_or_none, gguf = choose_model(resolved, model)
+        sampler = resolved.stages.get("sampler")
+        if sampler is not None:
+            check_runnable(sampler.generation_config(), torch.cuda.is_available())  # type: ignore[attr-defined]
         named = resolve_model_source(resolved, model, folder_or_none, gguf)
         folder = Path(named.ref) if named.ref else default_model_path()  # a hub id passes through str() as is
         trust = resolved.recipe.model.trust_remote_code
         kwargs: dict[str, Any] = {"trust_remote_code": trust, **({"gguf_file": gguf} if gguf else {})}
-        lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
         if resolved.recipe.model.offload is not None:
             import tempfile
@@ -124,7 +140,6 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
             scratch = Path(tempfile.mkdtemp(prefix="tunekit-offload-"))
             kwargs.update(recipe_load_kwargs(resolved.recipe.model.offload, folder, scratch))
         lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
-        sampler = resolved.stages.get("sampler")
         generation = (GenerationConfig(**{**special_token_ids(lm.generation_config, tokenizer),
                                           **sampler.generation_config()})  # type: ignore[attr-defined]
                       if sampler else lm.generation_config)

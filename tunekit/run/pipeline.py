@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,8 +191,14 @@ def run_stage(registry: Registry, stage: str, plugin: Plugin | None, model: Any,
     """One stage through the hook, timed; a stage returning None keeps the model it was given."""
     interrupts.check()  # a Ctrl-C that a library swallowed during the previous stage stops the run here
     start = time.perf_counter()
-    reporter.event("stage_start", stage=stage, method=getattr(plugin, "name", None))
-    result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)
+    method = getattr(plugin, "name", None)
+    reporter.event("stage_start", stage=stage, method=method)
+    # "still running" lines from rank 0 only, as every other line of a distributed run
+    alive: AbstractContextManager[None] = nullcontext()
+    if ctx.run.is_main:
+        alive = reporter.heartbeat(f"{stage} ({method})" if method else stage)
+    with alive:
+        result = registry.pm.hook.tunekit_run_stage(stage=stage, plugin=plugin, model=model, ctx=ctx)
     elapsed = round(time.perf_counter() - start, 3)
     label = stage if stage != "evaluate" else f"evaluate_{ctx.run.phase}"
     if stage == "load" and ctx.run.unquantized:

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from tunekit.run import reporting
 from tunekit.run.train_data import IGNORE_INDEX
 
 
@@ -52,9 +53,10 @@ class ProgressCallback(TrainerCallback):
         self.started = 0.0
         self.tokens_at_start = 0
         self.every = 1
+        self.last_line = 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.started = time.perf_counter()
+        self.started = self.last_line = time.perf_counter()
         self.tokens_at_start = state.num_input_tokens_seen
         self.every = max(1, state.max_steps // 10)
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step", leave=False,
@@ -74,7 +76,11 @@ class ProgressCallback(TrainerCallback):
         if "loss" in logs:
             if self.bar is not None:
                 self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{speed:.0f}")
-            if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            # no bar (a log, not a terminal): also a line whenever LINE_EVERY_S passed without one, so slow steps show
+            silent = self.bar is None or self.bar.disable
+            late = silent and time.perf_counter() - self.last_line >= reporting.LINE_EVERY_S
+            if state.global_step % self.every == 0 or state.global_step == state.max_steps or late:
+                self.last_line = time.perf_counter()
                 self.log(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
                          f"lr {logs.get('learning_rate', 0):.2e}  {speed:.0f} tok/s")
         if "eval_loss" in logs:

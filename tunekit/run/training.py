@@ -120,6 +120,8 @@ def training_arguments(
         # every trainable adapter weight takes part in each forward; the Trainer's default for a PeftModel
         # (True) costs an extra autograd traversal per step and clashes with gradient checkpointing
         ddp_find_unused_parameters=False,
+        # tunekit reads the eval loss only; without this the evaluation loop keeps every batch's logits
+        prediction_loss_only=True,
         **precision_flags(section),
     )
     return TrainingArguments(**{**kwargs, **(extra or {})})
@@ -151,8 +153,9 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     """Fine-tune ``model`` as the recipe's ``train`` section says: the adapter's weights when the adapter
     stage wrapped it, else the model's own (full fine-tuning, ``train.trainable`` narrowing it)."""
     import torch
-    from transformers import PrinterCallback, Trainer, set_seed
+    from transformers import PrinterCallback, set_seed
 
+    from tunekit.run.train_loss import MemoryOptionsTrainer
     from tunekit.run.train_progress import ProgressCallback, collate
 
     section = ctx.recipe.train
@@ -175,7 +178,8 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     args = training_arguments(section, output, bool(data.eval), ctx.run.training_args)
     custom = adapter.optimizer(model, section.lr, section.weight_decay) if adapter is not None else None
     pad_id = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else ctx.tokenizer.eos_token_id
-    trainer = Trainer(
+    trainer = MemoryOptionsTrainer(
+        chunked_loss=section.chunked_loss, activation_offload=section.activation_offload,
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None,
         data_collator=lambda batch: collate(batch, pad_id),
         optimizers=(custom, None),
@@ -201,6 +205,8 @@ def train(model: Any, ctx: StageContext, adapter: Adapter | None = None) -> Any:
     ctx.record(
         "train",
         full_finetune=adapter is None,
+        chunked_loss=section.chunked_loss,
+        activation_offload=section.activation_offload,
         steps=trainer.state.global_step,
         resumed_from=str(resume) if resume else None,
         loss_curve=[[h["step"], round(h["loss"], 5)] for h in history if "loss" in h],

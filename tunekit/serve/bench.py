@@ -70,20 +70,28 @@ def prompt_ids(all_ids: list[int], n: int) -> list[int]:
 
 def bench_one(path: Path, *, backend: str | None = None, prompt_tokens: int = 128, new_tokens: int = 32,
               text: str | None = None, seq_len: int = 256, eval_tokens: int = 4096,
-              threads: int = 2) -> dict[str, Any]:
-    """Measure one output in this process (``bench`` runs this in a fresh subprocess per output)."""
+              threads: int = 2, kv_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure one output in this process (``bench`` runs this in a fresh subprocess per output).
+
+    ``kv_cache`` (generation-config keys, :func:`tunekit.core.kv_cache.parse_spec`) replaces the cache the
+    output's generation_config.json names; transformers backend only.
+    """
     path = Path(path)
     backend = backend or default_backend(path)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     source = text if text is not None else _fallback_text()
     start = time.perf_counter()
+    options: dict[str, Any] = {}
     if backend == "llamacpp":
+        if kv_cache:
+            raise UsageError("--kv-cache is for the transformers backend (llama.cpp's own is --cache-type-k/v)")
         from tunekit.serve.bench_backends import run_llamacpp as run
     else:
         from tunekit.serve.bench_backends import run_transformers as run
+        options["kv_cache"] = kv_cache
     result = run(path, source=source, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                 seq_len=seq_len, eval_tokens=eval_tokens, threads=threads)
+                 seq_len=seq_len, eval_tokens=eval_tokens, threads=threads, **options)
     result.update({
         "output": str(path),
         "backend": backend,
@@ -129,6 +137,7 @@ COLUMNS = (
     ("TTFT (s)", "ttft_s", None),
     ("prompt tok/s", "prompt_tokens_per_s", None),
     ("gen tok/s", "gen_tokens_per_s", None),
+    ("KV cache (MB)", "kv_cache_bytes", 1e6),
     ("perplexity", "perplexity", None),
 )
 

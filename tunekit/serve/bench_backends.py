@@ -7,16 +7,19 @@ number of prompt tokens.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from tunekit.core.errors import UsageError
+from tunekit.core.kv_cache import check_runnable
 from tunekit.serve.bench import find_gguf, prompt_ids
 
 
 def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens: int, seq_len: int,
-                     eval_tokens: int, threads: int) -> dict[str, Any]:
+                     eval_tokens: int, threads: int, kv_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``kv_cache``: generation-config cache keys (``--kv-cache``); default: the folder's generation_config.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -27,6 +30,8 @@ def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens:
     if path.suffix == ".gguf":
         where, kwargs = path.parent, {"gguf_file": path.name}
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    cache_keys = kv_cache if kv_cache is not None else _folder_cache_keys(where)
+    check_runnable(cache_keys, device == "cuda")
     kwargs["trust_remote_code"] = False  # a benchmark never runs a model folder's own code
     tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
     if kwargs:
@@ -43,7 +48,7 @@ def run_transformers(path: Path, *, source: str, prompt_tokens: int, new_tokens:
         torch.cuda.reset_peak_memory_stats()
     ids = tokenizer(source, add_special_tokens=False)["input_ids"]
     result: dict[str, Any] = {**transformers_perplexity(model, ids[:eval_tokens], seq_len)}
-    result.update(_hf_generate(model, prompt_ids(ids, prompt_tokens), new_tokens, device))
+    result.update(_hf_generate(model, prompt_ids(ids, prompt_tokens), new_tokens, device, cache_keys))
     if device == "cuda":
         result["peak_cuda_bytes"] = int(torch.cuda.max_memory_allocated())
     return result
@@ -59,14 +64,58 @@ def transformers_perplexity(model: Any, ids: list[int], seq_len: int, stride: in
             "eval_seconds": round(time.perf_counter() - start, 2)}
 
 
-def _hf_generate(model: Any, ids: list[int], new_tokens: int, device: str) -> dict[str, Any]:
-    """Greedy decoding with the KV cache, timed step by step (prefill = time to first token)."""
+def _folder_cache_keys(folder: Path) -> dict[str, Any]:
+    """The ``cache_implementation``/``cache_config`` an output's generation_config.json names (none: dynamic)."""
+    file = folder / "generation_config.json"
+    data = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    return {k: data[k] for k in ("cache_implementation", "cache_config") if data.get(k) is not None}
+
+
+def build_cache(model: Any, keys: dict[str, Any], max_len: int) -> Any:
+    """The cache object ``generate`` would build for these generation-config keys (bench steps by hand)."""
+    from transformers import DynamicCache, QuantizedCache, StaticCache
+
+    config = model.config.get_text_config(decoder=True)
+    implementation = keys.get("cache_implementation") or "dynamic"
+    if implementation == "quantized":
+        options = dict(keys.get("cache_config") or {})
+        return QuantizedCache(backend=options.pop("backend", "quanto"), config=config, **options)
+    if implementation == "static":
+        return StaticCache(config=config, max_cache_len=max_len)
+    return DynamicCache(config=config, offloading=implementation == "offloaded")
+
+
+def cache_bytes(cache: Any) -> int:
+    """Bytes the cache's tensors hold (16-bit residual and quantized parts alike), counted once each."""
+    import torch
+
+    seen: set[int] = set()
+
+    def walk(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            if id(value) in seen:
+                return 0
+            seen.add(id(value))
+            return value.numel() * value.element_size()
+        if isinstance(value, (list, tuple)):
+            return sum(walk(v) for v in value)
+        if isinstance(value, dict):
+            return sum(walk(v) for v in value.values())
+        return 0
+
+    return sum(walk(v) for layer in cache.layers for v in vars(layer).values())
+
+
+def _hf_generate(model: Any, ids: list[int], new_tokens: int, device: str,
+                 cache_keys: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Greedy decoding with the KV cache the output names, timed step by step (prefill = time to first token)."""
     import torch
 
     out: list[int] = []
+    cache = build_cache(model, cache_keys or {}, len(ids) + new_tokens)
     with torch.inference_mode():
         start = time.perf_counter()
-        result = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+        result = model(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
         token = int(result.logits[0, -1].argmax())
         first = time.perf_counter()
         out.append(token)
@@ -84,6 +133,8 @@ def _hf_generate(model: Any, ids: list[int], new_tokens: int, device: str) -> di
         "gen_tokens_per_s": round((len(out) - 1) / gen_s, 1) if len(out) > 1 and gen_s > 0 else None,
         "prompt_tokens": len(ids),
         "new_tokens": len(out),
+        "kv_cache": (cache_keys or {}).get("cache_implementation") or "dynamic",
+        "kv_cache_bytes": cache_bytes(past),
     }
 
 

@@ -89,7 +89,8 @@ def test_engine_narrows_the_ranking_to_what_it_serves(registry: Registry, engine
         assert eng.problem(engine, rec.candidate) is None and rec.candidate.memory is not None
         assert rec.candidate.memory.assumptions["engine"] == (engine if not rec.candidate.export else "llama.cpp")
         lines = serve_lines(facts, rec, engine)
-        assert len(lines) == 1 and lines[0].startswith(key)
+        offloaded = engine == "hf" and rec.candidate.offload  # transformers serve has no max_memory
+        assert len(lines) == 1 and lines[0].startswith("tunekit generate" if offloaded else key)
         quant, bits = eng.quant_bits(rec.candidate)
         if engine == "vllm" and quant in ("awq", "gptq"):
             assert f"--quantization {quant}" in lines[0] and bits in eng.VLLM_QUANT[quant][1]

@@ -54,6 +54,7 @@ class Candidate:
     export: str | None = None  # GGUF file type the ``gguf`` exporter writes (the llama.cpp route)
     split_layers: int | None = None  # llama.cpp -ngl when the file is split between GPU and RAM
     tokens_per_s: float | None = None  # decode-speed bound of a split (memory bandwidth / bytes per token)
+    offload: dict[str, float] | None = None  # model.offload {gpu_gb, cpu_gb} when transformers splits the layers
 
     def facts(self) -> dict[str, Any]:
         """What a rule's ``candidate.*`` conditions see."""

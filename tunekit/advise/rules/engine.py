@@ -135,6 +135,8 @@ class Result:
     trace: list[Trace] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)
     no_fit: dict[str, Any] | None = None
+    below_top: list[tuple[str, str]] = field(default_factory=list)
+    """Candidates that were kept but ranked below ``--top`` (name, what it is and costs), for ``--explain``."""
 
     def to_dict(self) -> dict[str, Any]:
         facts = dict(self.facts)
@@ -210,6 +212,8 @@ def _recipe(facts: Facts, cand: gen.Candidate, settings: dict[str, dict[str, Any
             data["distributed"] = {"strategy": cand.setup.strategy, "gpus": cand.setup.gpus}
     if cand.export:
         data["output"] = {"formats": ["hf", f"gguf:{cand.export}"]}
+    if cand.offload:
+        data["model"]["offload"] = cand.offload
     return data
 
 
@@ -287,6 +291,8 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
             points -= engines.HF_ONLY_POINTS
             reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
                            "or continuous batching")
+        if cand.offload:
+            points -= fitting.OFFLOAD_POINTS
         if fitting.tight(run.facts, cand) and cand.split_layers is None:
             points -= 1.0
             fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
@@ -340,7 +346,12 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     notes = _notes(run, registry)
     cands = generate(facts, registry, run.levers, run.settings, cache or PackageCache())
     scored = _judge(run, cands, registry)
-    recs = _recommendations(run, _keep(run, scored), registry, top)
+    kept = _keep(run, scored)
+    recs = _recommendations(run, kept, registry, top)
+    shown = {r.candidate.name for r in recs} | {name for name, _ in run.dropped}
+    # a lever ranked low (dynamic-int8's measured +142% perplexity) still shows under --explain, with its cost
+    below = [(cand.name, "; ".join([r for r in reasons if not r.startswith("needs ~")][:2]))
+             for _, cand, reasons, _ in kept if cand.name not in shown]
     considered = [cand for _, cand, _, _ in scored]
     missed = None
     if considered and not any(r.fits for r in recs):
@@ -354,4 +365,5 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
                      f"needs ~{missed['needs_gb']} GB (planned ~{missed['planned_gb']} GB, the upper part of the "
                      f"band, + {facts.margin:.0%} margin)"
                      + (f"; the smallest GPU that fits it is {gpu}" if gpu else ""))
-    return Result(facts=run.fdict, recommendations=recs, notes=notes, trace=trace, dropped=run.dropped, no_fit=missed)
+    return Result(facts=run.fdict, recommendations=recs, notes=notes, trace=trace, dropped=run.dropped, no_fit=missed,
+                  below_top=below)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunekit.advise.estimate import ENGINES
+from tunekit.core.engines import ENGINES
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.candidates import Candidate

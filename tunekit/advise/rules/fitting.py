@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import GB, estimate, fits_bytes, weight_bytes
+from tunekit.advise.estimate import FITS_QUANTILE, GB, band, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
 from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
@@ -161,12 +161,65 @@ def split(facts: Facts, cand: gen.Candidate) -> Fitted:
         f"~{speed:.1f} tokens/s (bandwidth-bound, {CPU_BANDWIDTH_GBS:g} GB/s RAM assumed)"]
 
 
+PCIE_BANDWIDTH_GBS = 25.0
+"""Host-to-GPU copies over PCIe 4.0 x16 (32 GB/s peak, ~25 sustained): accelerate moves each CPU-offloaded
+layer's weights to the GPU at every forward, so that link, not the RAM, bounds their share of a token."""
+
+DISK_BANDWIDTH_GBS = 3.0
+"""Sequential reads from an NVMe SSD (PCIe 3/4 drives: 3-7 GB/s); disk-offloaded layers are read per token."""
+
+OFFLOAD_POINTS = 5.0
+"""An offloaded model decodes several times slower than one whose weights sit on the GPU (every token pulls
+the offloaded layers over PCIe): more than the as-is lever's lead over a 4-bit quantizer (~4 points), so a
+quantized model that fits ranks above it; the offload is offered, not preferred."""
+
+TENSOR_KEYS = ("weights", "gradients", "optimizer", "activations", "kv_cache")
+"""The estimate's tensor parts (the allocator's share is a fraction of their sum)."""
+
+
+def offload(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """16-bit weights served by transformers (``--engine hf``) that do not fit the GPU: ``model.offload``
+    places layers over GPU, CPU RAM and disk (accelerate's big-model inference), as the llama.cpp split
+    does for a GGUF; the expected tokens/s is bandwidth-bound (GPU memory, PCIe, disk)."""
+    ram = 0.8 * facts.hardware.ram_gb * GB
+    if (facts.engine != "hf" or cand.method != "infer" or cand.export or cand.stages.get("quantizer")
+            or not facts.hardware.gpus or fits(facts, cand)):
+        return cand, []
+    assert cand.memory is not None
+    parts = cand.memory.breakdown
+    weights = parts["weights"]
+    others = sum(parts[k] for k in TENSOR_KEYS if k != "weights")
+    rate = parts["allocator"] / max(sum(parts[k] for k in TENSOR_KEYS), 1.0)
+    low, high = band(1.0)
+    planned = low + FITS_QUANTILE * (high - low)  # fits() plans with this share of the point estimate
+    target = 0.99 * facts.budget_gb() * GB / (1 + facts.margin) / planned  # 1% below, so float rounding fits
+    fixed = sum(v for k, v in parts.items() if k not in (*TENSOR_KEYS, "allocator"))
+    gpu = min(weights, (target - fixed) / (1 + rate) - others)
+    if gpu <= 0:
+        return cand, []  # not even the KV cache and activations fit beside the first layer
+    cpu = min(weights - gpu, ram)
+    disk = weights - gpu - cpu
+    seconds = (gpu / (gpu_bandwidth_gbs(facts) * GB) + cpu / (PCIE_BANDWIDTH_GBS * GB)
+               + disk / (DISK_BANDWIDTH_GBS * GB))
+    speed = 1 / seconds
+    on_gpu = {**parts, "weights": gpu, "allocator": rate * (gpu + others)}
+    total = sum(on_gpu.values())
+    memory = replace(cand.memory, breakdown=on_gpu, low=band(total)[0], high=band(total)[1])
+    section = {"gpu_gb": round(gpu / GB - 0.05, 1), "cpu_gb": round(cpu / GB + 0.05, 1) if cpu else None}
+    where = f"{cpu / GB:.0f} GB in RAM" + (f", {disk / GB:.0f} GB on disk" if disk > 0 else "")
+    return replace(cand, offload={k: v for k, v in section.items() if v}, tokens_per_s=speed, memory=memory), [
+        f"transformers offload (model.offload): {gpu / GB:.0f} GB of weights on the GPU, {where}; "
+        f"~{speed:.1f} tokens/s (bandwidth-bound: offloaded layers cross PCIe at {PCIE_BANDWIDTH_GBS:g} GB/s "
+        f"each token" + (f", disk at {DISK_BANDWIDTH_GBS:g} GB/s" if disk > 0 else "") + ")"]
+
+
 def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
-    """Shard, page the optimizer, trade the micro-batch for accumulation, shorten, split; the reasons of
+    """Shard, page the optimizer, trade the micro-batch for accumulation, offload, shorten, split; the reasons of
     each step that changed something."""
     reasons: list[str] = []
     for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
-                 lambda c: accumulate(facts, c), lambda c: shorten(facts, c), lambda c: split(facts, c)):
+                 lambda c: accumulate(facts, c), lambda c: offload(facts, c), lambda c: shorten(facts, c),
+                 lambda c: split(facts, c)):
         cand, why = step(cand)
         reasons += why
     return cand, reasons

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tunekit.advise import serving
 from tunekit.advise.estimate import GB, kv_cache_bytes, weight_bytes
 from tunekit.advise.rules import engines
-from tunekit.advise.rules.engine import hub_id
+from tunekit.advise.rules.engine import hub_id, recipe_file
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation
@@ -98,6 +98,8 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     hf_source = out if quant or context else hub_id(arch)
     lines["hf"] = None if "hf" in not_served else f"transformers serve {hf_source}" + (
         "  # after `tunekit apply`" if hf_source == out else "")
+    if cand.offload and lines["hf"]:  # `transformers serve` has no max_memory: generate reads model.offload
+        lines["hf"] = f"tunekit generate {recipe_file(rec)} 'Hello'  # model.offload places the layers (--write DIR)"
     return {**lines, "not_served": not_served, "gguf_type": gguf, "kv_cache_gb": round(kv_gb, 2),
             "kv_cache_dtype": "fp8" if fp8_kv else "auto"}
 

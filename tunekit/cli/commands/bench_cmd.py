@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from tunekit.core.kv_cache import parse_spec
 from tunekit.core.render import console, echo_json, stdout_for_data, table
 from tunekit.serve.bench import BACKENDS, bench, rows
 
@@ -21,12 +22,14 @@ from tunekit.serve.bench import BACKENDS, bench, rows
 @click.option("--seq-len", default=256, show_default=True, type=click.IntRange(8, 32768), help="Perplexity window.")
 @click.option("--eval-tokens", default=4096, show_default=True, type=click.IntRange(16), help="Tokens scored.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--kv-cache", "kv_cache", metavar="SPEC", help="KV cache for transformers: dynamic, static, offloaded "
+              "(CUDA), quantized[:BITS[:BACKEND]] (default: the output's generation_config.json).")
 @click.option("--checks", "show_checks", is_flag=True,
               help="Show the checks recorded in each output's metrics.json instead (no measuring; any number).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def command(outputs: tuple[Path, ...], backend: str | None, prompt_tokens: int, new_tokens: int,
-            text_file: Path | None, seq_len: int, eval_tokens: int, threads: int, show_checks: bool,
-            as_json: bool) -> None:
+            text_file: Path | None, seq_len: int, eval_tokens: int, threads: int, kv_cache: str | None,
+            show_checks: bool, as_json: bool) -> None:
     """Measure one or two outputs (before/after a recipe): TTFT, tokens/s, peak memory, perplexity, size."""
     if show_checks:
         print_checks(list(outputs), as_json)
@@ -34,9 +37,10 @@ def command(outputs: tuple[Path, ...], backend: str | None, prompt_tokens: int, 
     if len(outputs) > 2:
         raise click.UsageError("bench compares at most two outputs")
     text = text_file.read_text(encoding="utf-8") if text_file else None
+    cache = parse_spec(kv_cache) if kv_cache else None
     with stdout_for_data() as stdout:
         results = bench(list(outputs), backend=backend, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                        text=text, seq_len=seq_len, eval_tokens=eval_tokens, threads=threads)
+                        text=text, seq_len=seq_len, eval_tokens=eval_tokens, threads=threads, kv_cache=cache)
     if as_json:
         echo_json(results, stdout)
         return

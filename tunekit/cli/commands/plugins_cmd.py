@@ -112,7 +112,8 @@ def show(name: str, kind: str | None, as_json: bool) -> None:
     t = table(None, ["param", "type", "default", "description"])
     for field_name, info in cls.Params.model_fields.items():
         prop = schema.get("properties", {}).get(field_name, {})
-        ftype = prop.get("type") or " | ".join(str(x.get("type", x.get("const", "?"))) for x in prop.get("anyOf", []))
+        ftype = prop.get("type") or " | ".join(
+            str(x.get("type", x.get("const", x.get("$ref", "?").rsplit("/", 1)[-1]))) for x in prop.get("anyOf", []))
         if "enum" in prop:
             ftype = " | ".join(map(str, prop["enum"]))
         t.add_row(field_name, str(ftype), json.dumps(info.get_default(call_default_factory=True), default=str),

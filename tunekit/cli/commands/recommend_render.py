@@ -72,6 +72,10 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
         out.print("\nrules considered:")
         for item in result.trace:
             out.print(f"  [{'x' if item.fired else ' '}] {item.rule}: {item.detail}", soft_wrap=True)
+        if result.below_top:
+            out.print(f"ranked below the top {len(result.recommendations)}:")
+            for name, why in result.below_top:
+                out.print(f"  - {name}: {why}", soft_wrap=True)
         if result.dropped:
             out.print("candidates dropped:")
             for name, why in result.dropped:

@@ -86,6 +86,20 @@ def _causal_lm(path: Path) -> Any:
         raise UsageError(f"cannot load a causal LM from {path}: {exc}") from exc
 
 
+def _default_cache_unless_runnable(generation: Any) -> None:
+    """The checks compare weights, base and tuned under one config: a KV cache this machine cannot build
+    (``offloaded`` without CUDA, a quantized backend not installed) gives way to the default cache."""
+    import torch
+
+    from tunekit.core.kv_cache import check_runnable
+
+    try:
+        check_runnable(generation.to_dict(), torch.cuda.is_available())
+    except UsageError:
+        generation.cache_implementation = "dynamic"  # not None: generate fills a None from the model's config
+        generation.cache_config = None
+
+
 def load_pair(output: Path, base: str | Path | None = None) -> Pair:
     """Load the output and its base; one-line errors when either is missing."""
     from transformers import AutoTokenizer, GenerationConfig
@@ -116,5 +130,6 @@ def load_pair(output: Path, base: str | Path | None = None) -> Pair:
             tok.pad_token = tok.eos_token
     gen_file = output / "generation_config.json"
     generation = GenerationConfig.from_pretrained(str(output)) if gen_file.is_file() else tuned.generation_config
+    _default_cache_unless_runnable(generation)
     return Pair(output=output, base_path=base_path, base=base_model, tuned=tuned, tokenizer=tokenizer,
                 base_tokenizer=base_tokenizer, generation_config=generation, recipe=read_recipe(output))
