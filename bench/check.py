@@ -62,8 +62,12 @@ def main() -> None:
         _, seconds = tunekit("apply", recipe, "--model", model, "--output", str(work / name), "--force", "--quiet")
         results["runs"][f"apply {name}"] = seconds
     plan = [("kl", n, ["--only", "kl_divergence"]) for n in ("demo", "rtn4", "rtn3")]
-    plan += [("repetition", n, ["--only", "repetition", "--only", "eos", "--max-new-tokens", "96"])
-             for n in ("bad-sampler", "good-sampler")]
+    from tunekit.run.checks.generations import read_prompts
+
+    prompts = work / "prompts.jsonl"  # the 3rd and 4th shipped instructions (long answers: room to loop)
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in read_prompts(None, 4)[2:]), encoding="utf-8")
+    plan += [("repetition", n, ["--only", "repetition", "--only", "eos", "--max-new-tokens", "96",
+                                "--prompts", str(prompts), "-n", "2"]) for n in ("bad-sampler", "good-sampler")]
     plan += [("passkey", n, ["--only", "long_context", "--context", "2048"]) for n in ("rope-linear4", "rope-yarn4")]
     for kind, name, extra in plan:
         out, seconds = tunekit("check", str(work / name), "--json", *extra)

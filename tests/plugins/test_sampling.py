@@ -40,6 +40,25 @@ def test_explicit_fields_override_and_greedy_drops_sampling_knobs() -> None:
     assert config(preset="deterministic", temperature=0.5)["do_sample"] is True
 
 
+def test_the_sampler_keeps_the_models_special_token_ids() -> None:
+    """Without eos_token_id in generation_config.json, generate never stops before max_new_tokens."""
+    from types import SimpleNamespace
+
+    from tunekit.core.kinds import special_token_ids
+    from tunekit.testing import make_context
+
+    llama3_like = SimpleNamespace(generation_config=GenerationConfig(bos_token_id=5, eos_token_id=[6, 9]))
+    sampler = SamplingSampler(SamplingParams(preset="chat"))
+    applied = sampler.apply(llama3_like, make_context()).generation_config
+    assert applied.eos_token_id == [6, 9] and applied.bos_token_id == 5  # every EOS the model lists
+    assert applied.pad_token_id == 2 and applied.temperature == 0.7  # the model has none: the tokenizer's
+    tokenizer = SimpleNamespace(bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    assert special_token_ids(None, tokenizer) == {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 2}
+    assert special_token_ids(GenerationConfig(eos_token_id=4), tokenizer)["eos_token_id"] == 4  # the model wins
+    no_pad = SimpleNamespace(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    assert special_token_ids(GenerationConfig(eos_token_id=[6, 9]), no_pad)["pad_token_id"] == 6  # the first EOS
+
+
 def test_generate_from_an_output_folder_with_speculative_decoding(tmp_path: Path) -> None:
     """A deterministic sampler with an assistant model: assisted greedy decoding gives the main model's text."""
     import yaml
@@ -57,7 +76,9 @@ def test_generate_from_an_output_folder_with_speculative_decoding(tmp_path: Path
                                                   "max_new_tokens": 12, "assistant_model": str(draft)}}))
     out = tmp_path / "out"
     apply_recipe(recipe, model=main, output=out, quiet=True)
-    assert GenerationConfig.from_pretrained(out).max_new_tokens == 12
+    written = GenerationConfig.from_pretrained(out)
+    assert written.max_new_tokens == 12
+    assert (written.bos_token_id, written.eos_token_id, written.pad_token_id) == (0, 1, 2)  # the model's own
     runner = CliRunner()
     plain = runner.invoke(cli, ["generate", str(main), "--prompt", "Anne Elliot", "--no-chat",
                                 "--max-new-tokens", "12"])

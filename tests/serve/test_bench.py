@@ -114,3 +114,42 @@ def test_bench_opens_an_adapter_output_as_base_plus_adapter(tmp_path: Path) -> N
 def test_bench_table_rounds_perplexity() -> None:
     table = dict(rows([{"backend": "transformers", "perplexity": 12.345678901234567}]))
     assert table["perplexity"] == ["12.346"]
+
+
+def test_checks_side_by_side_from_metrics_json(tmp_path: Path) -> None:
+    """``--checks`` reads what apply recorded (three outputs, one without checks) and measures nothing."""
+    def output(name: str, check: dict[str, object] | None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()  # no weights at all: nothing is loaded
+        (folder / "metrics.json").write_text(json.dumps({"load": {}, **({"check": check} if check else {})}))
+        return folder
+
+    def kl(value: float, verdict: str) -> dict[str, object]:
+        return {"kl_divergence": value, "top1_agreement": 0.9, "perplexity": {"base": 40.0, "tuned": 41.5},
+                "verdict": verdict, "why": []}
+
+    rtn8 = output("rtn8", {"kl_divergence": kl(0.0019, "ok"), "eos": {"template_ok": True, "verdict": "ok"}})
+    rtn3 = output("rtn3", {"kl_divergence": kl(1.936, "fail"), "eos": {"template_ok": False, "verdict": "fail"}})
+    plain = output("plain", None)
+    result = CliRunner().invoke(cli, ["bench", "--checks", str(rtn8), str(rtn3), str(plain)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    def row(label: str) -> list[str]:
+        line = next(line for line in lines if line.strip("│ ").startswith(label))
+        return [cell.strip() for cell in line.strip("│").split("│")[1:]]
+
+    assert row("kl_divergence") == ["ok", "fail", "-"] and row("eos") == ["ok", "fail", "-"]
+    assert row("KL (nats/token)") == ["0.0019", "1.936", "-"] and row("template ok") == ["True", "False", "-"]
+    data = json.loads(CliRunner().invoke(cli, ["bench", "--checks", "--json", str(rtn8), str(plain)]).output)
+    assert data[str(rtn8)]["kl_divergence"]["kl_divergence"] == 0.0019 and data[str(plain)] == {}
+    missing = CliRunner().invoke(cli, ["bench", "--checks", str(plain)])
+    assert missing.exit_code == 2 and missing.output.strip().startswith("error: ") and "eval.check" in missing.output
+
+
+def test_check_rows_put_plugin_checks_after_the_built_in_ones() -> None:
+    from tunekit.serve.bench_checks import check_rows
+
+    table = check_rows([{"mine": {"verdict": "warn"}, "eos": {"verdict": "ok", "eos_share": {"tuned": 0.5}}},
+                        {"eos": {"verdict": "fail"}}])
+    assert [label for label, _ in table] == ["eos", "mine", "EOS share (tuned)"]
+    assert dict(table)["mine"] == ["warn", "-"] and dict(table)["EOS share (tuned)"] == ["0.5", "-"]

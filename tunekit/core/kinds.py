@@ -236,10 +236,32 @@ class Sampler(Plugin[P]):
         raise NotImplementedError
 
     def apply(self, model: Any, ctx: StageContext) -> Any:
+        """Replace the model's generation config, keeping its special token ids (without ``eos_token_id``
+        ``generate`` never stops: every completion runs to ``max_new_tokens``)."""
         from transformers import GenerationConfig
 
-        model.generation_config = GenerationConfig(**self.generation_config())
+        ids = special_token_ids(getattr(model, "generation_config", None), ctx.tokenizer)
+        model.generation_config = GenerationConfig(**{**ids, **self.generation_config()})
         return model
+
+
+SPECIAL_TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+def special_token_ids(generation_config: Any, tokenizer: Any) -> dict[str, Any]:
+    """BOS/EOS/pad ids for a new generation config: the model's own (it may list several EOS ids, as
+    Llama 3's end-of-turn and end-of-text), else the tokenizer's; pad falls back to EOS like ``generate``."""
+    ids: dict[str, Any] = {}
+    for key in SPECIAL_TOKEN_KEYS:
+        value = getattr(generation_config, key, None)
+        if value is None and key != "decoder_start_token_id":
+            value = getattr(tokenizer, key, None)
+        if value is not None:
+            ids[key] = value
+    if "pad_token_id" not in ids and "eos_token_id" in ids:
+        eos = ids["eos_token_id"]
+        ids["pad_token_id"] = eos[0] if isinstance(eos, list) else eos
+    return ids
 
 
 class Exporter(Plugin[P]):

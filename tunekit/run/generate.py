@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tunekit.core.errors import UsageError
+from tunekit.core.kinds import special_token_ids
 from tunekit.core.kv_cache import check_runnable
 
 
@@ -139,7 +140,9 @@ def generate(target: str, prompt: str, *, model: str | None = None, overrides: l
             scratch = Path(tempfile.mkdtemp(prefix="tunekit-offload-"))
             kwargs.update(recipe_load_kwargs(resolved.recipe.model.offload, folder, scratch))
         lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32 if gguf else "auto", **kwargs)
-        generation = GenerationConfig(**sampler.generation_config()) if sampler else lm.generation_config  # type: ignore[attr-defined]
+        generation = (GenerationConfig(**{**special_token_ids(lm.generation_config, tokenizer),
+                                          **sampler.generation_config()})  # type: ignore[attr-defined]
+                      if sampler else lm.generation_config)
         assistant_path = getattr(getattr(sampler, "params", None), "assistant_model", None)
         source = f"{target} ({folder})"
     lm.eval()

@@ -1,4 +1,5 @@
-"""``tunekit bench OUTPUT [OUTPUT2]``: serving speed, memory, perplexity and size, side by side."""
+"""``tunekit bench OUTPUT [OUTPUT2]``: serving speed, memory, perplexity and size, side by side; with
+``--checks``, the check results each output's metrics.json holds, for any number of outputs."""
 
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ from tunekit.serve.bench import BACKENDS, bench, rows
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 256))
 @click.option("--kv-cache", "kv_cache", metavar="SPEC", help="KV cache for transformers: dynamic, static, offloaded "
               "(CUDA), quantized[:BITS[:BACKEND]] (default: the output's generation_config.json).")
+@click.option("--checks", "show_checks", is_flag=True,
+              help="Show the checks recorded in each output's metrics.json instead (no measuring; any number).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def command(outputs: tuple[Path, ...], backend: str | None, prompt_tokens: int, new_tokens: int,
             text_file: Path | None, seq_len: int, eval_tokens: int, threads: int, kv_cache: str | None,
-            as_json: bool) -> None:
+            show_checks: bool, as_json: bool) -> None:
     """Measure one or two outputs (before/after a recipe): TTFT, tokens/s, peak memory, perplexity, size."""
+    if show_checks:
+        print_checks(list(outputs), as_json)
+        return
     if len(outputs) > 2:
         raise click.UsageError("bench compares at most two outputs")
     text = text_file.read_text(encoding="utf-8") if text_file else None
@@ -41,5 +47,18 @@ def command(outputs: tuple[Path, ...], backend: str | None, prompt_tokens: int, 
     columns = ["", *[Path(r["output"]).name for r in results]] + (["ratio"] if len(results) == 2 else [])
     t = table("tunekit bench", columns)
     for label, cells in rows(results):
+        t.add_row(label, *cells)
+    console().print(t)
+
+
+def print_checks(outputs: list[Path], as_json: bool) -> None:
+    from tunekit.serve.bench_checks import check_rows, checks_of
+
+    checks = checks_of(outputs)
+    if as_json:
+        echo_json({str(o): c for o, c in zip(outputs, checks, strict=True)})
+        return
+    t = table("tunekit bench --checks", ["", *[o.name for o in outputs]])
+    for label, cells in check_rows(checks):
         t.add_row(label, *cells)
     console().print(t)

@@ -51,12 +51,29 @@ def read_prompts(path: Path | None = None, limit: int = 4) -> list[str]:
     return prompts
 
 
-def _encode(tokenizer: Any, prompt: str) -> Any:
+def _encode(tokenizer: Any, prompt: str) -> list[int]:
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
-        return tokenizer(text, return_tensors="pt", add_special_tokens=False)
-    return tokenizer(prompt, return_tensors="pt")
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(prompt)["input_ids"])
+
+
+def left_padded(rows: list[list[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Input ids padded on the left (so every row's last token is its own) and the attention mask."""
+    width = max(len(r) for r in rows)
+    ids = [[pad_id] * (width - len(r)) + r for r in rows]
+    mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+    return ids, mask
+
+
+def cut_at_eos(ids: list[int], stops: set[int]) -> tuple[list[int], bool]:
+    """The new tokens before the first stop token, and whether there was one (rows that stop early in a
+    batch are filled with pad ids after their EOS; those are not generated text)."""
+    for i, token in enumerate(ids):
+        if token in stops:
+            return ids[:i], True
+    return ids, False
 
 
 def eos_ids(tokenizer: Any, generation_config: Any) -> set[int]:
@@ -68,8 +85,10 @@ def eos_ids(tokenizer: Any, generation_config: Any) -> set[int]:
 
 
 def generate_all(model: Any, tokenizer: Any, prompts: list[str], generation_config: Any, *, sampled: bool,
-                 max_new_tokens: int, seed: int = 0) -> list[Generation]:
-    """One generation per prompt, greedy or with ``generation_config``'s sampling."""
+                 max_new_tokens: int, seed: int = 0, batch_size: int = 8) -> list[Generation]:
+    """One generation per prompt, greedy or with ``generation_config``'s sampling, ``batch_size`` prompts
+    per ``generate`` call (left-padded, masked: greedy results equal one-at-a-time ones, several times
+    faster on a CPU, where one prompt leaves most of each matmul idle)."""
     import copy
 
     import torch
@@ -84,14 +103,17 @@ def generate_all(model: Any, tokenizer: Any, prompts: list[str], generation_conf
         config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = eos_ids(tokenizer, config)
     device = next(model.parameters()).device
+    torch.manual_seed(seed)
     out: list[Generation] = []
-    for prompt in prompts:
-        torch.manual_seed(seed)
-        inputs = _encode(tokenizer, prompt).to(device)
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        ids, mask = left_padded([_encode(tokenizer, p) for p in batch], int(config.pad_token_id))
+        input_ids = torch.tensor(ids, device=device)
         with torch.no_grad():
-            ids = model.generate(**inputs, generation_config=config)[0, inputs["input_ids"].shape[1]:].tolist()
-        ended = bool(ids) and ids[-1] in stops
-        new = ids[:-1] if ended else ids
-        out.append(Generation(prompt=prompt, text=tokenizer.decode(new, skip_special_tokens=True), tokens=new,
-                              ended_with_eos=ended, sampled=sampled))
+            generated = model.generate(input_ids=input_ids, attention_mask=torch.tensor(mask, device=device),
+                                       generation_config=config)[:, input_ids.shape[1]:].tolist()
+        for prompt, row in zip(batch, generated, strict=True):
+            new, ended = cut_at_eos(row, stops)
+            out.append(Generation(prompt=prompt, text=tokenizer.decode(new, skip_special_tokens=True), tokens=new,
+                                  ended_with_eos=ended, sampled=sampled))
     return out

@@ -7,7 +7,7 @@ built-in ones; a plugin's result should carry ``verdict`` and ``why`` like the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,10 @@ def _generations(pair: Pair, options: Options) -> dict[str, dict[str, list[gener
     prompts = generations.read_prompts(options.prompts, options.generations)
     out: dict[str, dict[str, list[generations.Generation]]] = {}
     for mode in ("greedy", "sampled"):
+        if mode == "sampled" and not getattr(pair.generation_config, "do_sample", False):
+            # a greedy sampler's "sampled" generations are its greedy ones (same penalties): not run twice
+            out[mode] = {who: [replace(g, sampled=True) for g in gens] for who, gens in out["greedy"].items()}
+            continue
         out[mode] = {
             who: generations.generate_all(model, tok, prompts, pair.generation_config, sampled=mode == "sampled",
                                           max_new_tokens=options.max_new_tokens)
