@@ -29,6 +29,21 @@ def run(tiny_dir: Path) -> list[dict[str, Any]]:
     return recs
 
 
+def test_measure_json_stays_clean_when_a_backend_prints(tiny_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunekit.run import measure_recipes
+
+    real = measure_recipes.measure_and_rerank
+
+    def noisy(*args: Any, **kwargs: Any) -> Any:
+        print("WARN  a backend's import banner")  # what GPTQModel prints on import
+        return real(*args, **kwargs)
+
+    monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(measure_recipes, "measure_and_rerank", noisy)
+    assert run(tiny_dir)  # parses as JSON
+
+
 def test_measure_reranks_by_kl_and_caches(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path))
     first = run(tiny_dir)

@@ -80,7 +80,7 @@ class DeviceRecorder(Quantizer):
 
 
 def test_a_plugin_sees_the_device_the_model_is_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunekit.run import pipeline
+    from tunekit.run import load, pipeline
     from tunekit.testing import save_tiny_model
 
     model_dir = tmp_path / "model"
@@ -91,8 +91,8 @@ def test_a_plugin_sees_the_device_the_model_is_on(tmp_path: Path, monkeypatch: p
         asked.append(model)
         return devices.model_device(model)
 
-    monkeypatch.setattr(pipeline, "model_device", spy)
-    monkeypatch.setattr(pipeline, "load_device", lambda *a, **k: "predicted")
+    monkeypatch.setattr(load, "model_device", spy)
+    monkeypatch.setattr(load, "load_device", lambda *a, **k: "predicted")
     DeviceRecorder.seen.clear()
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"quantizer": {"method": "device-recorder"}, "eval": {"perplexity": False}}))

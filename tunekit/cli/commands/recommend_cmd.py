@@ -105,9 +105,12 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
 
         if not model_name:
             raise UsageError("--measure needs --model: a local model folder")
-        measured = measure_recipes.measure_and_rerank(result, Path(model_name).expanduser(), registry,
-                                                      budget_minutes=budget_minutes, target=context_target,
-                                                      log=lambda line: click.echo(line, err=True))
+        from tunekit.core.render import stdout_for_data
+
+        with stdout_for_data():  # backends' banners (GPTQModel's) must not land in --json's stdout
+            measured = measure_recipes.measure_and_rerank(result, Path(model_name).expanduser(), registry,
+                                                          budget_minutes=budget_minutes, target=context_target,
+                                                          log=lambda line: click.echo(line, err=True))
     written = write_recipes(result, write_dir) if write_dir else []
     if written and result.no_fit:
         name_written(result.no_fit, result.recommendations, written)
