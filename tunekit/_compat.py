@@ -7,8 +7,7 @@ module, so ``tunekit.kinds is tunekit.core.kinds`` (classes keep their identity 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
+import importlib.machinery
 import sys
 import warnings
 from types import ModuleType
@@ -45,7 +44,9 @@ def _target(fullname: str) -> str | None:
     return None
 
 
-class _Alias(importlib.abc.Loader):
+# duck-typed finder and loader (what the import system calls): importlib.abc would cost every command
+# ~10 ms of start-up (it imports importlib.resources, tempfile, shutil...)
+class _Alias:
     def __init__(self, target: str) -> None:
         self.target = target
 
@@ -59,12 +60,12 @@ class _Alias(importlib.abc.Loader):
         """The target module is already executed."""
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         new = _target(fullname) if fullname.startswith("tunekit.") else None
         if new is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _Alias(new))
+        return importlib.machinery.ModuleSpec(fullname, _Alias(new))  # type: ignore[arg-type]
 
 
 def install() -> None:

@@ -102,3 +102,28 @@ def test_top_level_help_lists_commands_from_plugins() -> None:
     assert result.returncode == 0
     assert "tunekit.core.registry" in modules
     assert "validate" in result.stdout and "plugins" in result.stdout
+
+
+def test_every_built_in_command_is_mapped_to_the_module_that_defines_it() -> None:
+    """``COMMANDS`` (name -> module) is what lets a command start without importing the others."""
+    import importlib
+
+    from tunekit.cli.main import COMMANDS, module_commands
+
+    folder = ROOT / "tunekit" / "cli" / "commands"
+    modules = {p.stem for p in folder.glob("*_cmd.py")}
+    assert set(COMMANDS.values()) == modules
+    for module_name in modules:
+        defined = {c.name for c in module_commands(importlib.import_module(f"tunekit.cli.commands.{module_name}"))}
+        assert defined == {name for name, mod in COMMANDS.items() if mod == module_name}, module_name
+
+
+def test_a_command_imports_only_its_own_command_module() -> None:
+    probe = ("import sys\nfrom tunekit.cli.main import main\n"
+             "sys.argv = ['tunekit', 'recommend', '--vram', '24', '--model', 'llama-3.1-8b', '--json']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('tunekit.cli.commands.')), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    loaded = result.stderr.strip().splitlines()[-1]
+    assert "recommend_cmd" in loaded  # the probe works
+    assert "_cmd" not in loaded.replace("recommend_cmd", ""), loaded

@@ -84,6 +84,9 @@ class Setup:
             raise UsageError("seq_len, batch and gpus must be >= 1")
 
 
+DEFAULT_SETUP = Setup()
+
+
 @dataclass(frozen=True)
 class Estimate:
     """Peak memory per GPU, broken down (bytes), with a low/high band and the assumptions used.
@@ -283,7 +286,7 @@ def band(nbytes: float) -> tuple[float, float]:
 
 def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Estimate:
     """Peak memory per GPU for ``setup`` (keyword changes override its fields)."""
-    s = replace(setup or Setup(), **changes)
+    s = replace(setup or DEFAULT_SETUP, **changes) if changes else setup or DEFAULT_SETUP
     s.check()
     warnings: list[str] = list(getattr(arch, "guessed", ()))
     if s.method != "infer" and s.gpus > 1 and s.strategy == "none":

@@ -23,14 +23,16 @@ def _largest(fits: Any, lo: int, hi: int) -> int:
 
 
 def max_seq_len(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 1 << 21, *,
-                planned: bool = False) -> int:
-    """The longest sequence (tokens) whose estimate fits ``budget_gb`` per GPU; ``planned`` decides on the
-    upper part of the band (``fits_bytes``), as recommend does, instead of the point estimate."""
-    def ok(n: int) -> bool:
-        est = estimate(arch, setup, seq_len=n)
+                planned: bool = False, step: int = 1) -> int:
+    """The longest sequence (tokens, a multiple of ``step``) whose estimate fits ``budget_gb`` per GPU;
+    ``planned`` decides on the upper part of the band (``fits_bytes``), as recommend does, instead of the
+    point estimate. A ``step`` of 256 asks log2(limit / 256) estimates instead of log2(limit): recommend
+    rounds to 256 tokens anyway, and asks this for every candidate that does not fit."""
+    def ok(k: int) -> bool:
+        est = estimate(arch, setup, seq_len=k * step)
         return (fits_bytes(est) if planned else est.total) <= budget_gb * GB
 
-    return _largest(ok, 1, limit)
+    return _largest(ok, 1, limit // step) * step if limit >= step else 0
 
 
 def max_batch(arch: ModelArch, setup: Setup, budget_gb: float, limit: int = 4096) -> int:

@@ -15,21 +15,25 @@ import click
 from tunekit import __version__
 from tunekit.core.errors import TunekitError
 
-#: Command modules, each exposing ``command`` (a click command or group). All torch-free at import.
-COMMAND_MODULES = (
-    "tunekit.cli.commands.plugins_cmd",
-    "tunekit.cli.commands.recipes_cmd",
-    "tunekit.cli.commands.recommend_cmd",
-    "tunekit.cli.commands.estimate_cmd",
-    "tunekit.cli.commands.launch_cmd",
-    "tunekit.cli.commands.bench_cmd",
-    "tunekit.cli.commands.sweep_cmd",
-    "tunekit.cli.commands.report_cmd",
-    "tunekit.cli.commands.new_plugin_cmd",
-    "tunekit.cli.commands.apply_cmd",
-    "tunekit.cli.commands.check_cmd",
-    "tunekit.cli.commands.generate_cmd",
-)
+#: Built-in command -> the module under ``tunekit.cli.commands`` that defines it (as ``command`` or in
+#: ``commands``). A command's module is imported when it runs, all of them only to list or describe the
+#: commands (``--help``): ``tunekit recommend`` does not compile ``apply``'s or ``bench``'s code to start.
+#: ``tests/cli/test_cli_main.py`` checks every module defines exactly the names mapped to it.
+COMMANDS = {
+    "plugins": "plugins_cmd", "recipes": "recipes_cmd", "validate": "recipes_cmd", "show": "recipes_cmd",
+    "schema": "recipes_cmd", "recommend": "recommend_cmd", "estimate": "estimate_cmd", "launch": "launch_cmd",
+    "bench": "bench_cmd", "sweep": "sweep_cmd", "report": "report_cmd", "new-plugin": "new_plugin_cmd",
+    "apply": "apply_cmd", "check": "check_cmd", "generate": "generate_cmd",
+}
+
+
+def command_module(name: str) -> Any:
+    """The module that defines built-in command ``name`` (imported now)."""
+    return importlib.import_module(f"tunekit.cli.commands.{COMMANDS[name]}")
+
+
+def module_commands(module: Any) -> list[click.Command]:
+    return [c for c in getattr(module, "commands", [getattr(module, "command", None)]) if c is not None]
 
 
 class TunekitGroup(click.Group):
@@ -44,11 +48,22 @@ class TunekitGroup(click.Group):
     _plugin_commands_loaded = False
     _builtin_names: frozenset[str] = frozenset()
 
+    def load_builtin(self, name: str) -> None:
+        """Import the module of built-in command ``name`` and add the commands it defines."""
+        if name in COMMANDS and name not in self.commands:
+            for command in module_commands(command_module(name)):
+                self.commands.setdefault(command.name or name, command)
+
+    def load_builtins(self) -> None:
+        for name in COMMANDS:
+            self.load_builtin(name)
+
     def load_plugin_commands(self) -> None:
         """Call ``tunekit_commands`` once; a plugin may add commands but never replace a built-in."""
         if self._plugin_commands_loaded:
             return
         self._plugin_commands_loaded = True
+        self.load_builtins()
         from tunekit.core.registry import get_registry
 
         registry = get_registry()
@@ -79,6 +94,7 @@ class TunekitGroup(click.Group):
         self._plugin_commands_loaded = False
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load_builtin(cmd_name)
         command = super().get_command(ctx, cmd_name)
         if command is None and not self._plugin_commands_loaded:
             self.load_plugin_commands()
@@ -91,6 +107,7 @@ class TunekitGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Click's command table, from the cached plugin listing when it matches what is installed."""
+        self.load_builtins()
         cached = None if self._plugin_commands_loaded else _cached_plugin_commands()
         if cached is None:
             super().format_commands(ctx, formatter)
@@ -130,17 +147,6 @@ def _cached_plugin_commands() -> dict[str, Any] | None:
 @click.version_option(__version__, prog_name="tunekit")
 def cli() -> None:
     """tunekit: recipes and recommendations for quantizing, adapting, extending and pruning LLMs."""
-
-
-def _register_commands() -> None:
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(module_name)
-        for command in getattr(module, "commands", [getattr(module, "command", None)]):
-            if command is not None:
-                cli.add_command(command)
-
-
-_register_commands()
 
 
 def main() -> None:

@@ -87,6 +87,13 @@ class ModelArch:
 
     # -- counts ---------------------------------------------------------------------------
     def linear_params_per_layer(self, active_only: bool = False) -> int:
+        # the facts are frozen, so the count is kept: the recommender asks it thousands of times per run
+        memo: dict[bool, int] = self.__dict__.setdefault("_linear_params", {})
+        if active_only not in memo:
+            memo[active_only] = self._count_linear_params(active_only)
+        return memo[active_only]
+
+    def _count_linear_params(self, active_only: bool) -> int:
         total = 0
         for module, (d_in, d_out) in self.linear_shapes().items():
             copies = self.module_copies(module)

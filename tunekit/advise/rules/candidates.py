@@ -26,6 +26,7 @@ from tunekit.advise.estimate import (  # noqa: F401  (memory_bits, quant_spec_of
 from tunekit.core.kinds import KINDS, Adapter, Plugin, Quantizer
 
 if TYPE_CHECKING:
+    from tunekit.advise.hardware import Hardware
     from tunekit.core.arch import ModelArch
 
 STAGES = KINDS
@@ -136,12 +137,12 @@ def quality_cost(inst: Plugin, default_bits: float | None = None, bits: float | 
     return cost
 
 
-def requirement_problems(cls: type[Plugin], hardware: dict[str, Any]) -> list[str]:
+def requirement_problems(cls: type[Plugin], hardware: Hardware) -> list[str]:
     """Why this machine cannot run ``cls`` (CUDA kernels, bf16); empty when it can."""
     problems = []
-    if cls.requires.cuda and not hardware.get("cuda"):
+    if cls.requires.cuda and not hardware.cuda:
         problems.append(f"{cls.kind} '{cls.name}' needs CUDA kernels; this hardware has no CUDA GPU")
-    if cls.requires.bf16 and not hardware.get("bf16"):
+    if cls.requires.bf16 and not hardware.bf16:
         problems.append(f"{cls.kind} '{cls.name}' needs bf16 (compute capability >= 8.0)")
     return problems
 

@@ -104,10 +104,12 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
     if cand.export and cand.memory.breakdown["weights"] / GB >= budget:  # no context makes it fit: split it
         return cand, []
     floor = min(256 if cand.method != "infer" else 2048, cand.setup.seq_len)
-    best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len, planned=True)
+    # on the 256-token grid the result is rounded to (a floor below 256 is the asked length, which does not fit)
+    best = max_seq_len(facts.model, cand.setup, budget, limit=cand.setup.seq_len, planned=True, step=256)
     if best < floor:  # not with the margin: what fits inside it
-        best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len, planned=True)
-    chosen = max(floor, best // 256 * 256)
+        best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len, planned=True,
+                           step=256)
+    chosen = max(floor, best)
     short = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, seq_len=chosen)))
     assert short.memory is not None
     if best < floor:

@@ -79,7 +79,7 @@ def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trai
 
 def require(cand: gen.Candidate, cls: type[Plugin], facts: Facts, cache: PackageCache) -> gen.Candidate:
     """What the hardware lacks (drops the candidate) and which packages are missing (a reason)."""
-    return replace(cand, needs=[*cand.needs, *gen.requirement_problems(cls, facts.hardware.to_dict())],
+    return replace(cand, needs=[*cand.needs, *gen.requirement_problems(cls, facts.hardware)],
                    missing_packages=[*cand.missing_packages, *cache.of(cls)])
 
 
