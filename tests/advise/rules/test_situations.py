@@ -180,8 +180,12 @@ def test_no_model_ranks_models_that_fit_with_recipes(registry: Registry, rules: 
 def test_no_model_text_fits_80_columns_and_model_narrows(registry: Registry, rules: list) -> None:
     result = invoke("recommend", "--vram", "24")
     assert result.exit_code == 0, result.output
-    table = [line for line in result.output.splitlines() if line.startswith(" ") and line.strip()]
-    assert table and all(len(line) <= 80 for line in table)
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("#  model"))
+    rows = [line.split() for line in lines[header + 2:header + 7]]
+    models = {str(r["id"]) for r in catalog_entries()}
+    assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"] and all(row[1] in models for row in rows)
     narrowed = invoke("recommend", "--vram", "24", "--model", "llama-3.1-8b")
     assert narrowed.exit_code == 0 and "model: llama-3.1-8b" in narrowed.output
 

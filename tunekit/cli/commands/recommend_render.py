@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation, Result
@@ -20,10 +20,8 @@ def bar(used_gb: float, budget_gb: float, width: int = 12) -> str:
 
 def render(result: Result, facts: Facts, *, explain: bool = False, written: list[Path] | None = None) -> None:
     from tunekit.advise.rules.serve import serve_lines
-    from tunekit.core.render import console, table
 
-    out = console()
-    out.print = _plain(out.print)  # rule ids look like [markup]: print text as it is
+    out = Printer()
     hw, arch = facts.hardware, facts.model
     out.print(f"hardware: {hw.describe()}   model: {arch.name} ({arch.param_count() / 1e9:.2f}B)   goal: {facts.goal}"
               + (f"   symptoms: {', '.join(facts.symptoms)}" if facts.symptoms else ""))
@@ -31,15 +29,15 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
     if result.recommendations:
         # 80 columns: the model is in the header line, so a row names the recipe without it, and the
         # memory column is the same figure the notes and the `needs ~` reason print
-        t = table(None, ["#", "recipe", f"GB of {round(budget, 1):g}", "fits", "why"])
+        rows = []
         for rec in result.recommendations:
             mem = rec.candidate.memory
             assert mem is not None
             specific = [r for r in rec.reasons if not r.startswith(("lever ", "needs ~"))]
             why = "; ".join((specific or rec.reasons)[:2])
-            t.add_row(str(rec.rank), rec.candidate.name, f"{mem.total_gb:.1f} {bar(mem.total_gb, budget, 6)}",
-                      "yes" if rec.fits else "NO", why)
-        out.print(t)
+            rows.append([str(rec.rank), rec.candidate.name, f"{mem.total_gb:.1f} {bar(mem.total_gb, budget, 6)}",
+                         "yes" if rec.fits else "NO", why])
+        out.table(["#", "recipe", f"GB of {round(budget, 1):g}", "fits", "why"], rows)
     for note in result.notes:
         out.print(f"note: {note}")
     if result.no_fit:
@@ -82,12 +80,28 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
                 out.print(f"  - {name}: {why}", soft_wrap=True)
 
 
-def _plain(print_: Any) -> Any:
-    def wrapped(*objects: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("markup", False)
-        print_(*objects, **kwargs)
+class Printer:
+    """Plain text to stdout, prose wrapped at word boundaries to the terminal, commands (``soft_wrap``) as
+    they are so they copy and run; no rich: ``tunekit recommend`` is a command people run to start."""
 
-    return wrapped
+    def __init__(self) -> None:
+        from tunekit.core.render import terminal_width
+
+        self.width = terminal_width()
+
+    def print(self, text: str = "", *, soft_wrap: bool = False) -> None:
+        import click
+
+        from tunekit.core.render import wrap
+
+        click.echo(text if soft_wrap else wrap(text, self.width))
+
+    def table(self, columns: list[str], rows: list[list[str]]) -> None:
+        import click
+
+        from tunekit.core.render import text_table
+
+        click.echo(text_table(columns, rows, width=self.width))
 
 
 def run_line(rec: Recommendation, path: str | None) -> str:
@@ -106,32 +120,24 @@ def run_line(rec: Recommendation, path: str | None) -> str:
 
 def render_models(picks: list[ModelPick], facts: Facts, *, task: str, written: list[Path]) -> None:
     """The model ranking: one row per model with its best recipe, then why each was chosen."""
-    from tunekit.core.render import console
-
-    out = console()
-    out.print = _plain(out.print)
+    out = Printer()
     budget = facts.budget_gb()
     out.print(f"hardware: {facts.hardware.describe()}   goal: {facts.goal}   task: {task}"
               + (f"   context: {facts.context_target}" if facts.context_target else ""))
     if not picks:
         out.print("no catalog model fits: try --cpu-only for llama.cpp in RAM, or more GPUs (--gpus)")
         return
-    from rich import box
-    from rich.table import Table
-
     serve = any(p.tokens_per_s for p in picks)
-    # 80 columns: light borders, and model and recipe names never broken inside a word
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, no_wrap in (("#", True), ("model", True), ("recipe", True), (f"GB/{round(budget, 1):g}", True),
-                          *((("tok/s", True),) if serve else ()), ("traded", False)):
-        t.add_column(name, no_wrap=no_wrap, overflow="fold")
+    # 80 columns: model and recipe names are never broken; what was traded wraps
+    columns = ["#", "model", "recipe", f"GB/{round(budget, 1):g}", *(["tok/s"] if serve else []), "traded"]
+    rows = []
     for index, pick in enumerate(picks, 1):
         mem = pick.rec.candidate.memory
         assert mem is not None
         speed = [f"~{pick.tokens_per_s:.0f}" if pick.tokens_per_s else "-"] if serve else []
-        t.add_row(str(index), pick.arch.name, pick.rec.candidate.name, f"{mem.total_gb:.1f}", *speed,
-                  ", ".join(pick.traded))
-    out.print(t)
+        rows.append([str(index), pick.arch.name, pick.rec.candidate.name, f"{mem.total_gb:.1f}", *speed,
+                     ", ".join(pick.traded)])
+    out.table(columns, rows)
     for index, pick in enumerate(picks, 1):
         out.print(f"#{index} {pick.arch.name}: " + "; ".join([*pick.why, *pick.rec.reasons[2:4]]))
     for path in written:
