@@ -9,7 +9,8 @@ reported number (not GiB).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tunekit.advise.quant_memory import QUANTS, QuantSpec, quant_spec_of
@@ -19,6 +20,7 @@ from tunekit.core import kv_cache
 from tunekit.core.arch import ALL_LINEAR, ModelArch
 from tunekit.core.engines import ENGINES
 from tunekit.core.errors import UsageError
+from tunekit.core.records import evolve
 from tunekit.core.sharding import SHARDED, STRATEGIES
 
 GB = 1e9
@@ -98,8 +100,29 @@ class Estimate:
     breakdown: dict[str, float]
     low: float
     high: float
-    assumptions: dict[str, Any]
+    arch: ModelArch
+    setup: Setup  # as estimated (a QLoRA without a 4-bit spec gets NF4)
+    side_bytes: dict[str, float]  # what the breakdown folds in or leaves out: CPU offload, dequant, gathers
     warnings: tuple[str, ...] = ()
+
+    @cached_property
+    def assumptions(self) -> dict[str, Any]:
+        """What the estimate assumed, in the ``--json`` shape (built when asked: the recommender makes
+        thousands of estimates and reads a handful of these)."""
+        s, arch, side = self.setup, self.arch, self.side_bytes
+        return {
+            "model": arch.name, "params_b": round(arch.param_count() / 1e9, 3), "method": s.method,
+            "weights": s.quant.name, "bits_per_weight": round(s.quant.bits, 3), "kept_16bit": list(s.quant.kept_16bit),
+            "trainable_params": None if s.method in ("infer", "full") else int(
+                s.trainable_params if s.trainable_params is not None else default_lora_params(arch)),
+            "optimizer": s.optimizer, "precision": s.precision, "seq_len": s.seq_len, "batch": s.batch,
+            "gradient_checkpointing": s.grad_ckpt, "attention": s.attention, "kv_bits": s.kv_bits,
+            "gpus": max(s.gpus, 1), "strategy": s.strategy, "chunked_loss": s.chunked_loss,
+            "activation_offload": s.activation_offload, "offloaded": sorted(s.offloaded),
+            "cpu_offload_gb": round(side["cpu"] / GB, 2), "engine": s.engine,
+            "prefill_chunk": 0 if s.engine == "hf" else s.prefill_chunk, "new_tokens": s.new_tokens,
+            "dequant_gb": round(side["dequant"] / GB, 3), "gathered_gb": round(side["gathered"] / GB, 3),
+        }
 
     @property
     def total(self) -> float:
@@ -145,9 +168,11 @@ def fits(est: Estimate, budget_gb: float) -> bool:
 
 def default_lora_params(arch: ModelArch, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR) -> int:
     """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (docs/reference.md, Adapters)."""
-    shapes = arch.linear_shapes()
-    per_layer = sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
-    return per_layer * arch.layers
+    def count() -> int:
+        shapes = arch.linear_shapes()
+        return arch.layers * sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
+
+    return arch.derived(("lora_params", r, targets), count)
 
 
 def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
@@ -157,6 +182,10 @@ def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
 
 def weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
     """Params x bytes/param; quantized linears at the format's bits, kept ones at 16 (docs/reference.md, Memory)."""
+    return arch.derived(("weight_bytes", quant), lambda: _weight_bytes(arch, quant))
+
+
+def _weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
     total = arch.param_count()
     if quant.whole_file:
         return total * quant.bits / 8
@@ -210,8 +239,11 @@ def norm_upcast_bytes_per_token(arch: ModelArch) -> float:
 def lora_dropout_bytes_per_token(arch: ModelArch, targets: tuple[str, ...]) -> float:
     """PEFT's LoRA applies its own dropout to each adapted module's input and keeps the bf16 result for backward
     (lora_A's gradient needs it): 2 bytes x d_in per targeted module."""
-    shapes = arch.linear_shapes()
-    return sum(2 * shapes[m][0] for m in targets if m in shapes)
+    def count() -> int:
+        shapes = arch.linear_shapes()
+        return sum(2 * shapes[m][0] for m in targets if m in shapes)
+
+    return arch.derived(("dropout_bytes", targets), count)
 
 
 def quantized_input_bytes_per_token(arch: ModelArch) -> float:
@@ -286,7 +318,7 @@ def band(nbytes: float) -> tuple[float, float]:
 
 def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Estimate:
     """Peak memory per GPU for ``setup`` (keyword changes override its fields)."""
-    s = replace(setup or DEFAULT_SETUP, **changes) if changes else setup or DEFAULT_SETUP
+    s = evolve(setup or DEFAULT_SETUP, **changes) if changes else setup or DEFAULT_SETUP
     s.check()
     warnings: list[str] = list(getattr(arch, "guessed", ()))
     if s.method != "infer" and s.gpus > 1 and s.strategy == "none":
@@ -295,7 +327,7 @@ def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Est
     n = max(s.gpus, 1)
     params = arch.param_count()
     if s.method == "qlora" and s.quant.bits >= 16:
-        s = replace(s, quant=QUANTS["nf4"])
+        s = evolve(s, quant=QUANTS["nf4"])
     kv = 0.0
     if s.method == "infer":
         weights = weight_bytes(arch, s.quant) / n  # tensor parallel over n GPUs (vLLM -tp n)
@@ -346,19 +378,8 @@ def estimate(arch: ModelArch, setup: Setup | None = None, **changes: Any) -> Est
                  "cuda_context": CUDA_CONTEXT_GB * GB, "allocator": ALLOCATOR * tensors}
     total = sum(breakdown.values())
     low, high = band(total)
-    assumptions = {
-        "model": arch.name, "params_b": round(params / 1e9, 3), "method": s.method, "weights": s.quant.name,
-        "bits_per_weight": round(s.quant.bits, 3), "kept_16bit": list(s.quant.kept_16bit),
-        "trainable_params": None if s.method in ("infer", "full") else int(
-            s.trainable_params if s.trainable_params is not None else default_lora_params(arch)),
-        "optimizer": s.optimizer, "precision": s.precision, "seq_len": s.seq_len, "batch": s.batch,
-        "gradient_checkpointing": s.grad_ckpt, "attention": s.attention, "kv_bits": s.kv_bits,
-        "gpus": n, "strategy": s.strategy, "chunked_loss": s.chunked_loss, "activation_offload": s.activation_offload,
-        "offloaded": sorted(s.offloaded), "cpu_offload_gb": round(cpu / GB, 2), "engine": s.engine,
-        "prefill_chunk": 0 if s.engine == "hf" else s.prefill_chunk, "new_tokens": s.new_tokens,
-        "dequant_gb": round(dequant / GB, 3), "gathered_gb": round(gathered / GB, 3),
-    }
-    return Estimate(breakdown=breakdown, low=low, high=high, assumptions=assumptions, warnings=tuple(warnings))
+    return Estimate(breakdown=breakdown, low=low, high=high, arch=arch, setup=s,
+                    side_bytes={"cpu": cpu, "dequant": dequant, "gathered": gathered}, warnings=tuple(warnings))
 
 
 def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup:
@@ -390,4 +411,4 @@ def setup_from_recipe(resolved: Any, arch: ModelArch, **overrides: Any) -> Setup
         sampler = stages.get("sampler")  # its generation config names the KV cache generate builds
         kv = kv_cache.kv_bits(sampler.generation_config()) if sampler is not None else 16.0
         setup = Setup(method="infer", quant=quant, seq_len=seq, engine=engine, kv_bits=kv)
-    return replace(setup, **{k: v for k, v in overrides.items() if v is not None})
+    return evolve(setup, **{k: v for k, v in overrides.items() if v is not None})

@@ -8,11 +8,14 @@ without loading a single weight.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tunekit.core.errors import UsageError
+
+T = TypeVar("T")
 
 #: Linear modules of one Llama-style decoder layer, grouped the way users name them.
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -86,12 +89,16 @@ class ModelArch:
         return list(targets)
 
     # -- counts ---------------------------------------------------------------------------
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """A number derived from these frozen facts, computed once per instance: the recommender asks the
+        estimator for the same counts thousands of times a run. Kept beside the fields, outside eq/hash."""
+        memo: dict[Hashable, Any] = self.__dict__.setdefault("_derived", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]  # type: ignore[no-any-return]
+
     def linear_params_per_layer(self, active_only: bool = False) -> int:
-        # the facts are frozen, so the count is kept: the recommender asks it thousands of times per run
-        memo: dict[bool, int] = self.__dict__.setdefault("_linear_params", {})
-        if active_only not in memo:
-            memo[active_only] = self._count_linear_params(active_only)
-        return memo[active_only]
+        return self.derived(("linear_params", active_only), lambda: self._count_linear_params(active_only))
 
     def _count_linear_params(self, active_only: bool) -> int:
         total = 0
@@ -111,7 +118,8 @@ class ModelArch:
     def param_count(self, active_only: bool = False) -> int:
         """Total parameters: linears, embeddings and the RMSNorm weights."""
         norms = self.layers * 2 * self.hidden + self.hidden
-        return self.layers * self.linear_params_per_layer(active_only) + self.embedding_params() + norms
+        return self.derived(("params", active_only), lambda: self.layers * self.linear_params_per_layer(active_only)
+                            + self.embedding_params() + norms)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -9,7 +9,7 @@ extender's params. So a third-party quantizer installed next to tunekit is a can
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from tunekit.advise.estimate import (  # noqa: F401  (memory_bits, quant_spec_of
     quant_spec_of,
 )
 from tunekit.core.kinds import KINDS, Adapter, Plugin, Quantizer
+from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
     from tunekit.advise.hardware import Hardware
@@ -154,7 +155,7 @@ def context_factor(arch: ModelArch, target: int) -> float:
 
 def estimate_candidate(arch: ModelArch, cand: Candidate) -> Candidate:
     """A copy of ``cand`` with the memory estimate of its setup."""
-    return replace(cand, memory=estimate(arch, cand.setup))
+    return evolve(cand, memory=estimate(arch, cand.setup))
 
 
 def adapter_trainable(inst: Adapter, arch: ModelArch) -> int:

@@ -119,6 +119,22 @@ def evaluate(cond: Any, facts: dict[str, Any]) -> bool:
     return ok
 
 
+def may_hold(cond: Any, facts: dict[str, Any]) -> bool:
+    """Whether ``cond`` could hold for some candidate, given ``facts`` without one: what reads candidate
+    facts (or a plugin's predicate, which may) counts as possibly true, the rest is evaluated. Never False
+    where ``evaluate`` with some candidate would be True (bounds on scores rely on it)."""
+    if cond is None:
+        return True
+    if "all" in cond:
+        return all(may_hold(c, facts) for c in cond["all"])
+    if "any" in cond:
+        return any(may_hold(c, facts) for c in cond["any"])
+    unknown = mentions_candidate(cond) or ("predicate" in cond and str(cond["predicate"]) not in PREDICATES)
+    if unknown:
+        return True
+    return evaluate(cond, facts)
+
+
 def mentions_candidate(cond: Any) -> bool:
     """Whether a condition reads ``candidate.*`` facts (then it is evaluated once per candidate)."""
     if isinstance(cond, dict):

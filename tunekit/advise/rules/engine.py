@@ -11,7 +11,7 @@ Nothing here reads the machine or the disk: the CLI builds ``Facts`` and loads t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_bytes
@@ -21,10 +21,11 @@ from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines, fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
 from tunekit.advise.rules.fitting import fit, no_fit
-from tunekit.advise.rules.generate import PackageCache, generate
-from tunekit.advise.rules.scoring import Scored, diverse, score
+from tunekit.advise.rules.generate import PackageCache, generate, serves
+from tunekit.advise.rules.scoring import Scored, ceiling, diverse, score
 from tunekit.core.errors import RecipeError
 from tunekit.core.model_facts import model_facts
+from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.loader import Rule
@@ -276,7 +277,7 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
             continue
         hf_only = cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)
         if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
-            cand = gen.estimate_candidate(run.facts.model, replace(cand, setup=replace(cand.setup, engine="hf")))
+            cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
         wanted_seq = cand.setup.seq_len
         cand, fitted = fit(run.facts, cand, registry)
         assert cand.memory is not None
@@ -338,13 +339,26 @@ def _recommendations(run: _Run, kept: list[Scored], registry: Registry, top: int
     return recs
 
 
+def best_possible(facts: Facts, rules: list[Rule], fastest: float) -> float:
+    """The most points ``recommend`` could give any recipe for ``facts``: ``scoring.ceiling`` over the rules
+    that fire for them (``fastest``: ``generate.fastest_decode`` of the registry)."""
+    run, _ = _diagnose(facts, rules)
+    return ceiling(run.fired, fastest, serves(facts, run.levers), run.fdict)
+
+
 def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int = 5,
-              cache: PackageCache | None = None) -> Result:
+              cache: PackageCache | None = None, useful_seq: int | None = None) -> Result:
     """Rank recipes for ``facts``; pure: the same inputs give the same output. ``cache`` may be shared by
-    calls over the same registry (the model ranking asks once per catalog model)."""
+    calls over the same registry (the model ranking asks once per catalog model). With ``useful_seq``
+    (the model ranking's shortest useful fine-tune), when no candidate could fit at that length even at
+    its leanest, nothing is fitted or ranked: the answer is only that."""
     run, trace = _diagnose(facts, rules)
     notes = _notes(run, registry)
     cands = generate(facts, registry, run.levers, run.settings, cache or PackageCache())
+    if useful_seq and not any(fitting.could_fit_at(facts, c, useful_seq) for c in cands if not c.needs):
+        why = f"no recipe fits at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
+        return Result(facts=run.fdict, recommendations=[], notes=[*notes, why], trace=trace,
+                      dropped=[(c.name, why) for c in cands])
     scored = _judge(run, cands, registry)
     kept = _keep(run, scored)
     recs = _recommendations(run, kept, registry, top)

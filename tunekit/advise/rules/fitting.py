@@ -8,13 +8,13 @@ base) comes after, as a candidate of its own. Each function returns a new candid
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import FITS_QUANTILE, GB, band, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
 from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
+from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts
@@ -61,8 +61,8 @@ def shard(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
         cls = registry.of("quantizer").get(quant["method"])
         extra = gen.plugin_params(cls, {"quant_storage": "bfloat16"}) if cls is not None else None
         stages["quantizer"] = {**quant, **(extra or {})}
-    sharded = gen.estimate_candidate(facts.model, replace(cand, stages=stages,
-                                                          setup=replace(cand.setup, strategy="fsdp", gpus=gpus)))
+    sharded = gen.estimate_candidate(facts.model, evolve(cand, stages=stages,
+                                                          setup=evolve(cand.setup, strategy="fsdp", gpus=gpus)))
     # no figure here: later steps (8-bit AdamW, a shorter sequence) change it; the `needs ~` reason has the last
     return sharded, [f"sharded with FSDP over {gpus} GPUs (weights, gradients and optimizer state / {gpus})"]
 
@@ -73,10 +73,10 @@ def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
     to CPU RAM under memory pressure, which also absorbs the step's spikes)."""
     if cand.method == "infer" or cand.setup.optimizer != "adamw" or fits(facts, cand):
         return cand, []
-    lean = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="adamw-8bit")))
+    lean = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(cand.setup, optimizer="adamw-8bit")))
     if fits(facts, lean) or cand.method == "lora":  # a LoRA's state on a 16-bit base is too small to page
         return lean, ["8-bit AdamW (bitsandbytes) to fit: optimizer state 2 bytes/param instead of 8"]
-    paged = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, optimizer="paged-adamw-8bit")))
+    paged = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(cand.setup, optimizer="paged-adamw-8bit")))
     return paged, ["paged 8-bit AdamW (bitsandbytes) to fit: optimizer state in pageable CPU memory"]
 
 
@@ -86,7 +86,7 @@ def accumulate(facts: Facts, cand: gen.Candidate) -> Fitted:
     if cand.lever != "savings" or cand.setup.batch == 1 or fits(facts, cand):
         return cand, []
     steps = cand.setup.batch
-    one = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, batch=1)))
+    one = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(cand.setup, batch=1)))
     return one, [f"micro-batch 1 with gradient accumulation x{steps} (same effective batch; was {steps})"]
 
 
@@ -110,7 +110,7 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
         best = max_seq_len(facts.model, cand.setup, facts.budget_gb(), limit=cand.setup.seq_len, planned=True,
                            step=256)
     chosen = max(floor, best)
-    short = gen.estimate_candidate(facts.model, replace(cand, setup=replace(cand.setup, seq_len=chosen)))
+    short = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(cand.setup, seq_len=chosen)))
     assert short.memory is not None
     if best < floor:
         return short, [f"does not fit even at {chosen} tokens (~{short.memory.total_gb:.1f} GB)"]
@@ -157,8 +157,8 @@ def split(facts: Facts, cand: gen.Candidate) -> Fitted:
     on_gpu = {**cand.memory.breakdown, "weights": float(off.gpu_bytes), "kv_cache": 0.0,
               "overhead": float(GPU_RESERVE_BYTES)}
     total = sum(on_gpu.values())
-    memory = replace(cand.memory, breakdown=on_gpu, low=0.9 * total, high=1.1 * total)
-    return replace(cand, split_layers=off.ngl, tokens_per_s=speed, memory=memory), [
+    memory = evolve(cand.memory, breakdown=on_gpu, low=0.9 * total, high=1.1 * total)
+    return evolve(cand, split_layers=off.ngl, tokens_per_s=speed, memory=memory), [
         f"llama.cpp split: -ngl {off.ngl} of {off.layers} layers on the GPU, {off.cpu_bytes / GB:.0f} GB in RAM; "
         f"~{speed:.1f} tokens/s (bandwidth-bound, {CPU_BANDWIDTH_GBS:g} GB/s RAM assumed)"]
 
@@ -206,10 +206,10 @@ def offload(facts: Facts, cand: gen.Candidate) -> Fitted:
     speed = 1 / seconds
     on_gpu = {**parts, "weights": gpu, "allocator": rate * (gpu + others)}
     total = sum(on_gpu.values())
-    memory = replace(cand.memory, breakdown=on_gpu, low=band(total)[0], high=band(total)[1])
+    memory = evolve(cand.memory, breakdown=on_gpu, low=band(total)[0], high=band(total)[1])
     section = {"gpu_gb": round(gpu / GB - 0.05, 1), "cpu_gb": round(cpu / GB + 0.05, 1) if cpu else None}
     where = f"{cpu / GB:.0f} GB in RAM" + (f", {disk / GB:.0f} GB on disk" if disk > 0 else "")
-    return replace(cand, offload={k: v for k, v in section.items() if v}, tokens_per_s=speed, memory=memory), [
+    return evolve(cand, offload={k: v for k, v in section.items() if v}, tokens_per_s=speed, memory=memory), [
         f"transformers offload (model.offload): {gpu / GB:.0f} GB of weights on the GPU, {where}; "
         f"~{speed:.1f} tokens/s (bandwidth-bound: offloaded layers cross PCIe at {PCIE_BANDWIDTH_GBS:g} GB/s "
         f"each token" + (f", disk at {DISK_BANDWIDTH_GBS:g} GB/s" if disk > 0 else "") + ")"]
@@ -225,6 +225,22 @@ def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
         cand, why = step(cand)
         reasons += why
     return cand, reasons
+
+
+def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int) -> bool:
+    """Whether ``fit`` could make a training candidate fit (the margin kept free) at ``seq_len`` tokens or
+    more: estimated at the leanest its steps can make it (sharded over the GPUs, paged 8-bit AdamW for
+    AdamW, the ``savings`` lever's micro-batch 1) at ``seq_len``. Each step only lowers the estimate, so a
+    False is final; a serving candidate (offload and split move weights off the GPU) is always True."""
+    if cand.method == "infer":
+        return True
+    setup = cand.setup
+    lean = evolve(setup, optimizer="paged-adamw-8bit" if setup.optimizer == "adamw" else setup.optimizer,
+                  batch=1 if cand.lever == "savings" else setup.batch, seq_len=min(setup.seq_len, seq_len))
+    shapes = [lean]
+    if facts.hardware.gpus >= 2 and setup.strategy == "none":
+        shapes.append(evolve(lean, strategy="fsdp", gpus=facts.hardware.gpus))
+    return any(fits_bytes(estimate(facts.model, s)) / GB * (1 + facts.margin) <= facts.budget_gb() for s in shapes)
 
 
 def no_fit(facts: Facts, cands: list[gen.Candidate], recipe: str | None = None) -> dict[str, Any]:

@@ -7,12 +7,13 @@ packages a plugin misses) is cached in a ``PackageCache`` the caller makes for o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import QUANTS, Setup
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines
+from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts
@@ -28,6 +29,8 @@ GGUF_SERVE_TYPE = "q4_k_m"
 #: Context scaled beyond this factor without a fine-tune loses quality (YaRN and PI papers: both fine-tune
 #: briefly at the new length; PI's untuned 2x-4x extrapolation degrades).
 UNTUNED_CONTEXT_FACTOR = 2.0
+#: Decode speed-up declared for the GGUF 4-bit route, as the GPTQ/AWQ plugins declare for 4 bits
+GGUF_SPEEDUP = 1.5
 
 
 @dataclass
@@ -79,15 +82,15 @@ def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trai
 
 def require(cand: gen.Candidate, cls: type[Plugin], facts: Facts, cache: PackageCache) -> gen.Candidate:
     """What the hardware lacks (drops the candidate) and which packages are missing (a reason)."""
-    return replace(cand, needs=[*cand.needs, *gen.requirement_problems(cls, facts.hardware)],
+    return evolve(cand, needs=[*cand.needs, *gen.requirement_problems(cls, facts.hardware)],
                    missing_packages=[*cand.missing_packages, *cache.of(cls)])
 
 
 def with_quant(cand: gen.Candidate, inst: Any, params: dict[str, Any], cost: float, name: str | None = None
                ) -> gen.Candidate:
     method = "qlora" if cand.setup.method in ("lora", "qlora") else cand.setup.method
-    return replace(cand, name=name or cand.name, stages={**cand.stages, "quantizer": {"method": inst.name, **params}},
-                   setup=replace(cand.setup, quant=gen.quant_spec_of(inst), method=method), method=method,
+    return evolve(cand, name=name or cand.name, stages={**cand.stages, "quantizer": {"method": inst.name, **params}},
+                   setup=evolve(cand.setup, quant=gen.quant_spec_of(inst), method=method), method=method,
                    quality_cost=cand.quality_cost + cost, speedup=cand.speedup * float(inst.effects.speedup),
                    calibration=cand.calibration or inst.requires.calibration,
                    on_load=bool(getattr(inst, "on_load", False)), group_size=getattr(inst.params, "group_size", None))
@@ -111,9 +114,9 @@ def adapter_candidates(facts: Facts, registry: Registry, settings: Settings, lev
     for cls in adapters:
         inst, params = gen.instantiate(cls, settings.get("adapter", {}))
         trainable = gen.adapter_trainable(inst, arch)  # type: ignore[arg-type]
-        setup = replace(train_setup(facts, settings), trainable_params=trainable)
+        setup = evolve(train_setup(facts, settings), trainable_params=trainable)
         if lever == "savings":
-            setup = replace(setup, optimizer="adamw-8bit")
+            setup = evolve(setup, optimizer="adamw-8bit")
         for q in quants:
             suffix = f"-{q[0].name}-{q[0].bits_per_weight():.3g}bit" if q else "-bf16"
             label = f"{'q' if q else ''}{cls.name}{suffix}" + ("-8bit-adam" if lever == "savings" else "")
@@ -173,9 +176,9 @@ def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever:
         return []
     spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
     cand = gen.Candidate(name=f"gguf-{GGUF_SERVE_TYPE}", lever=lever, method="infer", stages={},
-                         setup=replace(infer_setup(facts, settings), quant=spec, engine="llama.cpp"),
+                         setup=evolve(infer_setup(facts, settings), quant=spec, engine="llama.cpp"),
                          quality_cost=0.028,
-                         speedup=1.5, export=GGUF_SERVE_TYPE,  # as the GPTQ/AWQ plugins declare for 4 bits
+                         speedup=GGUF_SPEEDUP, export=GGUF_SERVE_TYPE,
                          notes=["llama.cpp Q4_K_M: +0.175 perplexity on Llama-3-8B (llama.cpp quantize README); "
                                 "runs on CPU, GPU or split between them"])
     return [require(cand, cls, facts, cache)]
@@ -210,7 +213,7 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
                                                     engines.only_hf(c), c.quality_cost)))
         if untuned and lora is not None and cls.name == "yarn":
             ainst, aparams = gen.instantiate(lora, settings.get("adapter", {}))
-            setup = replace(train_setup(facts, settings), seq_len=target,
+            setup = evolve(train_setup(facts, settings), seq_len=target,
                             trainable_params=gen.adapter_trainable(ainst, arch))  # type: ignore[arg-type]
             tune = require(gen.Candidate(
                 name=f"{cls.name}-x{factor:g}-ft", lever="context", method="lora",
@@ -228,18 +231,49 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
     return out
 
 
+def family(facts: Facts, lever: str) -> str | None:
+    """Which candidates a lever builds: "adapter" (fine-tunes, quantized bases under the quantize lever when
+    the goal is fine-tuning), "full", "serve" (every other lever) or None (nothing)."""
+    if lever == "none" or (lever == "prune" and facts.goal == "finetune"):
+        return None
+    if lever in ("adapter", "savings") or (lever == "quantize" and facts.goal == "finetune"):
+        return "adapter"
+    return "full" if lever == "full" else "serve"
+
+
+def serves(facts: Facts, levers: list[str]) -> bool:
+    """Whether ``generate`` may build a serving candidate for these levers."""
+    return any(family(facts, lever) == "serve" for lever in levers)
+
+
+def fastest_decode(registry: Registry) -> float:
+    """The largest decode speed-up a serving candidate can declare: one quantizer, a pruner or the GGUF
+    route each (``serve_candidates``); ``inf`` when a plugin's declarations leave no bound (a negative
+    quality cost, effects that are not plain ``Effects``), so whoever bounds scores with it bounds nothing."""
+    from tunekit.core.kinds import Effects
+
+    fastest = GGUF_SPEEDUP
+    for kind in ("quantizer", "pruner", "adapter", "context"):
+        for cls in registry.of(kind).values():
+            effects = getattr(cls, "effects", None)
+            if not isinstance(effects, Effects) or effects.quality_cost < 0:
+                return float("inf")
+            if kind in ("quantizer", "pruner"):
+                fastest = max(fastest, float(effects.speedup))
+    return fastest
+
+
 def generate(facts: Facts, registry: Registry, levers: list[str], settings: Settings,
              cache: PackageCache) -> list[gen.Candidate]:
     """Candidates for every lever, in lever order, each with its memory estimate."""
     out: list[gen.Candidate] = []
     for lever in levers:
-        if lever == "none" or (lever == "prune" and facts.goal == "finetune"):
-            continue
-        if lever in ("adapter", "savings") or (lever == "quantize" and facts.goal == "finetune"):
+        kind = family(facts, lever)
+        if kind == "adapter":
             out += adapter_candidates(facts, registry, settings, lever, cache)
-        elif lever == "full":
+        elif kind == "full":
             out += full_candidates(facts, settings)
-        else:
+        elif kind == "serve":
             out += serve_candidates(facts, registry, settings, lever, cache)
     sampler = settings.get("sampler")
     sampler_cls = pick(registry, "sampler", "sampling")
@@ -247,6 +281,6 @@ def generate(facts: Facts, registry: Registry, levers: list[str], settings: Sett
     for cand in out:
         if sampler and sampler_cls is not None and (cand.lever == "sampler" or facts.goal == "serve"):
             stage = {"method": sampler_cls.name, **(gen.plugin_params(sampler_cls, sampler) or {})}
-            cand = replace(cand, stages={**cand.stages, "sampler": stage})
+            cand = evolve(cand, stages={**cand.stages, "sampler": stage})
         done.append(gen.estimate_candidate(facts.model, cand))
     return done

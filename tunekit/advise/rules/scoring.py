@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, fits_bytes
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules.conditions import evaluate
+from tunekit.advise.rules.conditions import evaluate, may_hold
 
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 Scored = tuple[float, gen.Candidate, list[str], bool]
 LEVER_POINTS = (6.0, 3.0, 1.0)  # first, second, later lever named by the fired rules
 SHORT_SEQ_POINTS = 0.5  # per halving of the training sequence below the one asked for
+HEADROOM_POINTS = 3.0  # all of the budget left free
+SPEED_POINTS = 2.0  # per x1 of declared decode speed-up over 16-bit
 
 
 OPTIMIZER_WORDS = {"adamw-8bit": ", 8-bit AdamW", "paged-adamw-8bit": ", paged 8-bit AdamW",
@@ -81,11 +83,11 @@ def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule
             reasons.append("a LoRA trained on a >= 4-bit base recovers the base's quality cost (QLoRA paper)")
     points += max(quality, -8.0)
     if budget > 0:
-        points += 3.0 * max(0.0, 1 - cand.memory.total_gb / budget)
+        points += HEADROOM_POINTS * max(0.0, 1 - cand.memory.total_gb / budget)
     # decode speed counts for serving; in training only a slowdown counts (bnb int8), a fast decode kernel
     # does not make the backward pass through dequantized weights faster
     speed = cand.speedup if cand.method == "infer" else min(cand.speedup, 1.0)
-    points += 2.0 * (speed - 1)
+    points += SPEED_POINTS * (speed - 1)
     if cand.speedup != 1:
         reasons.append(f"decode speed x{cand.speedup:.2g} vs 16-bit (declared by the plugin)")
     missing = sorted(set(cand.missing_packages))
@@ -110,6 +112,20 @@ def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule
     for note in cand.notes:
         reasons.append(note)
     return points, reasons
+
+
+def ceiling(fired: list[Rule], max_speedup: float, serving: bool, fdict: dict[str, Any] | None = None) -> float:
+    """The most points ``score`` can give any candidate under these fired rules: the first lever's points,
+    all the headroom, the fastest declared decode (when a candidate serves), no quality cost and every
+    positive ``prefer`` point whose condition may hold over ``fdict`` (all of them without it). The model
+    ranking stops running models that cannot reach its top with this; ``max_speedup`` ``inf`` (a plugin
+    declares a negative quality cost, or effects it cannot read) gives no ceiling."""
+    if max_speedup == float("inf"):
+        return float("inf")
+    prefer = sum(max(0.0, float(item.get("points", 0))) for rule in fired for item in rule.prefer
+                 if fdict is None or may_hold(item.get("when"), fdict))
+    speed = SPEED_POINTS * max(0.0, max_speedup - 1) if serving else 0.0
+    return LEVER_POINTS[0] + HEADROOM_POINTS + speed + prefer
 
 
 def diverse(kept: list[Scored], limit: int) -> list[Scored]:

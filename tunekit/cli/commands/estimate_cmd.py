@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -83,11 +84,11 @@ def command(recipe: str | None, model_name: str | None, params: str | None, meth
         defaults = {"seq_len": 4096 if chosen == "infer" else 2048}
         trainable = _trainable(adapter_name, rank, arch, registry) if chosen in ("lora", "qlora") else None
         setup = est.Setup(method=chosen, quant=spec, trainable_params=trainable)
-        setup = est.replace(setup, **{**defaults, **{k: v for k, v in changes.items() if v is not None}})
+        setup = replace(setup, **{**defaults, **{k: v for k, v in changes.items() if v is not None}})
     notes = list(getattr(arch, "guessed", ()))
     if setup.method != "infer" and setup.gpus > 1 and strategy is None and setup.strategy == "none":
         # several GPUs for training and no strategy: shard rather than silently replicate the model
-        setup = est.replace(setup, strategy="fsdp")
+        setup = replace(setup, strategy="fsdp")
         notes.append(f"--gpus {setup.gpus} without --strategy: assumed FSDP full_shard (--strategy ddp replicates)")
     result = est.estimate(arch, setup)
     data = result.to_dict()
