@@ -182,10 +182,6 @@ def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
 
 def weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
     """Params x bytes/param; quantized linears at the format's bits, kept ones at 16 (docs/reference.md, Memory)."""
-    return arch.derived(("weight_bytes", quant), lambda: _weight_bytes(arch, quant))
-
-
-def _weight_bytes(arch: ModelArch, quant: QuantSpec) -> float:
     total = arch.param_count()
     if quant.whole_file:
         return total * quant.bits / 8

@@ -13,12 +13,16 @@ import dataclasses
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_PLAIN: dict[type, bool] = {}  # class -> no __post_init__ and no __slots__ (its __dict__ can be copied)
 
 
 def evolve(obj: T, **changes: Any) -> T:
     """A copy of dataclass instance ``obj`` with ``changes``; unknown field names raise ``TypeError``."""
     cls = type(obj)
-    if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = not (hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"))
+    if not plain:
         return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
     unknown = changes.keys() - cls.__dataclass_fields__.keys()  # type: ignore[attr-defined]
     if unknown:

@@ -119,20 +119,52 @@ def evaluate(cond: Any, facts: dict[str, Any]) -> bool:
     return ok
 
 
-def may_hold(cond: Any, facts: dict[str, Any]) -> bool:
-    """Whether ``cond`` could hold for some candidate, given ``facts`` without one: what reads candidate
-    facts (or a plugin's predicate, which may) counts as possibly true, the rest is evaluated. Never False
-    where ``evaluate`` with some candidate would be True (bounds on scores rely on it)."""
+def may_hold(cond: Any, facts: dict[str, Any], unknown: tuple[str, ...] = ("candidate.",)) -> bool:
+    """Whether ``cond`` could hold once the facts under the ``unknown`` paths are known: what reads them (or
+    a plugin's predicate, which may) counts as possibly true, the rest is evaluated. Never False where
+    ``evaluate`` with those facts filled in would be True (bounds on scores rely on it)."""
     if cond is None:
         return True
     if "all" in cond:
-        return all(may_hold(c, facts) for c in cond["all"])
+        return all(may_hold(c, facts, unknown) for c in cond["all"])
     if "any" in cond:
-        return any(may_hold(c, facts) for c in cond["any"])
-    unknown = mentions_candidate(cond) or ("predicate" in cond and str(cond["predicate"]) not in PREDICATES)
-    if unknown:
+        return any(may_hold(c, facts, unknown) for c in cond["any"])
+    if any(path == "*" or path.startswith(unknown) for path in _reads(cond)):
         return True
     return evaluate(cond, facts)
+
+
+#: The fact paths each built-in predicate reads
+PREDICATE_READS = {"moe": ("model.moe",), "small_model": ("model.params_b",),
+                   "group_size_mismatch": ("candidate.group_size", "model."),
+                   "needs_more_context": ("context_target", "model.max_context")}
+
+
+_READS: dict[int, tuple[Any, list[str]]] = {}  # id -> (the condition, kept alive so the id stays its, paths)
+
+
+def _reads(cond: Any) -> list[str]:
+    """The fact paths a condition reads ("*" for a plugin's predicate: it may read anything); rules are
+    loaded once and asked per candidate, so each condition's answer is kept."""
+    known = _READS.get(id(cond))
+    if known is not None and known[0] is cond:
+        return known[1]
+    paths = _read_paths(cond)
+    _READS[id(cond)] = (cond, paths)
+    return paths
+
+
+def _read_paths(cond: Any) -> list[str]:
+    if isinstance(cond, list):
+        return [path for item in cond for path in _read_paths(item)]
+    if not isinstance(cond, dict):
+        return []
+    paths = [str(cond["fact"])] if "fact" in cond else []
+    if "predicate" in cond:
+        paths += PREDICATE_READS.get(str(cond["predicate"]), ("*",))
+    paths += ["symptoms"] if "symptom" in cond else []
+    paths += ["goal"] if "goal" in cond else []
+    return paths + [path for key in ("all", "any", "not") if key in cond for path in _read_paths(cond[key])]
 
 
 def mentions_candidate(cond: Any) -> bool:

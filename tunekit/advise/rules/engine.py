@@ -22,7 +22,7 @@ from tunekit.advise.rules import engines, fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
 from tunekit.advise.rules.fitting import fit, no_fit
 from tunekit.advise.rules.generate import PackageCache, generate, serves
-from tunekit.advise.rules.scoring import Scored, ceiling, diverse, score
+from tunekit.advise.rules.scoring import Scored, ceiling, diverse, optimistic, score
 from tunekit.core.errors import RecipeError
 from tunekit.core.model_facts import model_facts
 from tunekit.core.records import evolve
@@ -260,9 +260,13 @@ def _notes(run: _Run, registry: Registry) -> list[str]:
     return notes
 
 
-def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Scored]:
-    """Fit each candidate (shard, page, shorten), drop what the hardware or the rules exclude, score the rest."""
-    scored: list[Scored] = []
+def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry, best_only: bool = False) -> list[Scored]:
+    """Fit each candidate (shard, page, shorten), drop what the hardware or the rules exclude, score the rest.
+
+    ``best_only``: only the best that ``_keep`` would keep matters (the model ranking). Candidates are then
+    judged in the order of the most they could score once fitted (``scoring.optimistic``), and judging stops
+    when none left could beat the best kept so far: the same best, fitting a few of ~50 candidates."""
+    queue: list[tuple[gen.Candidate, bool]] = []
     seen: set[str] = set()
     for cand in cands:
         if cand.name in seen:  # the same recipe reached through two levers: keep the first (higher) lever
@@ -275,31 +279,53 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry) -> list[Sc
         if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
             run.dropped.append((cand.name, unserved))
             continue
-        hf_only = cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)
-        if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
-            cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
-        wanted_seq = cand.setup.seq_len
-        cand, fitted = fit(run.facts, cand, registry)
-        assert cand.memory is not None
-        cf = {**run.fdict, "candidate": cand.facts()}
-        why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop if evaluate(d.get("when"), cf)]
-        if why_drop:
-            run.dropped.append((cand.name, "; ".join(why_drop)))
-            continue
-        fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
-        points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
-        if hf_only:
-            points -= engines.HF_ONLY_POINTS
-            reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
-                           "or continuous batching")
-        if cand.offload:
-            points -= fitting.OFFLOAD_POINTS
-        if fitting.tight(run.facts, cand) and cand.split_layers is None:
-            points -= 1.0
-            fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
-        reasons[2:2] = fitted
-        scored.append((points, cand, reasons, fits))
+        queue.append((cand, cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)))
+    if best_only:
+        bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": c.facts()},
+                             fitting.least_gb(run.facts, c)) - (engines.HF_ONLY_POINTS if hf_only else 0.0)
+                  for c, hf_only in queue]
+        order = sorted(range(len(queue)), key=lambda i: -bounds[i])
+        queue = [queue[i] for i in order]
+        bounds = [bounds[i] for i in order]
+    scored: list[Scored] = []
+    best = float("-inf")
+    for index, (cand, hf_only) in enumerate(queue):
+        if best_only and bounds[index] < best:
+            break
+        judged = _judge_one(run, cand, hf_only, registry)
+        if judged is not None:
+            scored.append(judged)
+            if judged[3] or judged[1].keep_if_unfit:
+                best = max(best, judged[0])
     return scored
+
+
+def _judge_one(run: _Run, cand: gen.Candidate, hf_only: bool, registry: Registry) -> Scored | None:
+    if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
+        cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
+    elif cand.memory is None:  # generated without an estimate (best_only judges a few)
+        cand = gen.estimate_candidate(run.facts.model, cand)
+    wanted_seq = cand.setup.seq_len
+    cand, fitted = fit(run.facts, cand, registry)
+    assert cand.memory is not None
+    cf = {**run.fdict, "candidate": cand.facts()}
+    why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop if evaluate(d.get("when"), cf)]
+    if why_drop:
+        run.dropped.append((cand.name, "; ".join(why_drop)))
+        return None
+    fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
+    points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
+    if hf_only:
+        points -= engines.HF_ONLY_POINTS
+        reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
+                       "or continuous batching")
+    if cand.offload:
+        points -= fitting.OFFLOAD_POINTS
+    if fitting.tight(run.facts, cand) and cand.split_layers is None:
+        points -= 1.0
+        fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
+    reasons[2:2] = fitted
+    return points, cand, reasons, fits
 
 
 def _keep(run: _Run, scored: list[Scored]) -> list[Scored]:
@@ -339,29 +365,44 @@ def _recommendations(run: _Run, kept: list[Scored], registry: Registry, top: int
     return recs
 
 
-def best_possible(facts: Facts, rules: list[Rule], fastest: float) -> float:
+def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[_Run, list[Trace]]:
+    """``_diagnose``, once per facts and rules for calls sharing ``cache`` (each call gets its own run)."""
+    key = (facts, id(rules))
+    if key not in cache.diagnoses:
+        cache.diagnoses[key] = (_diagnose(facts, rules), rules)  # the rules kept alive: their id stays theirs
+    (run, trace), _ = cache.diagnoses[key]
+    return evolve(run, dropped=[]), trace
+
+
+def best_possible(facts: Facts, rules: list[Rule], fastest: float, cache: PackageCache | None = None) -> float:
     """The most points ``recommend`` could give any recipe for ``facts``: ``scoring.ceiling`` over the rules
     that fire for them (``fastest``: ``generate.fastest_decode`` of the registry)."""
-    run, _ = _diagnose(facts, rules)
+    run, _ = _diagnosed(facts, rules, cache or PackageCache())
     return ceiling(run.fired, fastest, serves(facts, run.levers), run.fdict)
 
 
 def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int = 5,
-              cache: PackageCache | None = None, useful_seq: int | None = None) -> Result:
+              cache: PackageCache | None = None, useful_seq: int | None = None, best_only: bool = False) -> Result:
     """Rank recipes for ``facts``; pure: the same inputs give the same output. ``cache`` may be shared by
     calls over the same registry (the model ranking asks once per catalog model). With ``useful_seq``
     (the model ranking's shortest useful fine-tune), when no candidate could fit at that length even at
-    its leanest, nothing is fitted or ranked: the answer is only that."""
-    run, trace = _diagnose(facts, rules)
+    its leanest, nothing is fitted or ranked: the answer is only that. ``best_only`` (with ``top=1``): the
+    same first recommendation, judging only the candidates that could beat it (``dropped`` and
+    ``below_top`` then list only those judged)."""
+    cache = cache or PackageCache()
+    run, trace = _diagnosed(facts, rules, cache)
     notes = _notes(run, registry)
-    cands = generate(facts, registry, run.levers, run.settings, cache or PackageCache())
+    cands = generate(facts, registry, run.levers, run.settings, cache,
+                     estimated=not (best_only and top == 1))
     if useful_seq and not any(fitting.could_fit_at(facts, c, useful_seq) for c in cands if not c.needs):
         why = f"no recipe fits at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
         return Result(facts=run.fdict, recommendations=[], notes=[*notes, why], trace=trace,
                       dropped=[(c.name, why) for c in cands])
-    scored = _judge(run, cands, registry)
+    scored = _judge(run, cands, registry, best_only=best_only and top == 1)
     kept = _keep(run, scored)
     recs = _recommendations(run, kept, registry, top)
+    if best_only and kept and not recs:  # the best recipe did not validate: the next may not have been judged
+        return recommend(facts, rules, registry, top=top, cache=cache, useful_seq=useful_seq)
     shown = {r.candidate.name for r in recs} | {name for name, _ in run.dropped}
     # a lever ranked low (dynamic-int8's measured +142% perplexity) still shows under --explain, with its cost
     below = [(cand.name, "; ".join([r for r in reasons if not r.startswith("needs ~")][:2]))

@@ -227,20 +227,35 @@ def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     return cand, reasons
 
 
-def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int) -> bool:
-    """Whether ``fit`` could make a training candidate fit (the margin kept free) at ``seq_len`` tokens or
-    more: estimated at the leanest its steps can make it (sharded over the GPUs, paged 8-bit AdamW for
-    AdamW, the ``savings`` lever's micro-batch 1) at ``seq_len``. Each step only lowers the estimate, so a
-    False is final; a serving candidate (offload and split move weights off the GPU) is always True."""
-    if cand.method == "infer":
-        return True
+def _leanest(facts: Facts, cand: gen.Candidate, seq_len: int) -> list[Any]:
+    """The setups a training candidate's fitting steps could lead to that use the least memory at up to
+    ``seq_len`` tokens: paged 8-bit AdamW for AdamW, the ``savings`` lever's micro-batch 1, and sharded
+    over the GPUs when there are several. Each step only lowers the estimate."""
     setup = cand.setup
     lean = evolve(setup, optimizer="paged-adamw-8bit" if setup.optimizer == "adamw" else setup.optimizer,
                   batch=1 if cand.lever == "savings" else setup.batch, seq_len=min(setup.seq_len, seq_len))
     shapes = [lean]
     if facts.hardware.gpus >= 2 and setup.strategy == "none":
         shapes.append(evolve(lean, strategy="fsdp", gpus=facts.hardware.gpus))
-    return any(fits_bytes(estimate(facts.model, s)) / GB * (1 + facts.margin) <= facts.budget_gb() for s in shapes)
+    return shapes
+
+
+def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int) -> bool:
+    """Whether ``fit`` could make a training candidate fit (the margin kept free) at ``seq_len`` tokens or
+    more: estimated at its leanest (``_leanest``) at ``seq_len``, so a False is final; a serving candidate
+    (offload and split move weights off the GPU) is always True."""
+    if cand.method == "infer":
+        return True
+    return any(fits_bytes(estimate(facts.model, s)) / GB * (1 + facts.margin) <= facts.budget_gb()
+               for s in _leanest(facts, cand, seq_len))
+
+
+def least_gb(facts: Facts, cand: gen.Candidate) -> float:
+    """A floor under the memory ``fit`` can leave a candidate with: a training candidate at its leanest at
+    the shortest sequence ``shorten`` goes to; 0 for serving (a split or an offload can leave little)."""
+    if cand.method == "infer":
+        return 0.0
+    return min(estimate(facts.model, s).total_gb for s in _leanest(facts, cand, 256))
 
 
 def no_fit(facts: Facts, cands: list[gen.Candidate], recipe: str | None = None) -> dict[str, Any]:

@@ -36,9 +36,11 @@ GGUF_SPEEDUP = 1.5
 @dataclass
 class PackageCache:
     """Missing packages per plugin class, asked once per ``recommend`` call (``find_spec`` of an absent
-    package walks all of ``sys.path``, and a call asks ~100 times)."""
+    package walks all of ``sys.path``, and a call asks ~100 times); shared by the model ranking's calls,
+    it also keeps each model's diagnosis (``engine.best_possible`` asks it before ``recommend`` does)."""
 
     missing: dict[type[Plugin], list[str]] = field(default_factory=dict)
+    diagnoses: dict[Any, Any] = field(default_factory=dict)
 
     def of(self, cls: type[Plugin]) -> list[str]:
         if cls not in self.missing:
@@ -82,8 +84,10 @@ def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trai
 
 def require(cand: gen.Candidate, cls: type[Plugin], facts: Facts, cache: PackageCache) -> gen.Candidate:
     """What the hardware lacks (drops the candidate) and which packages are missing (a reason)."""
-    return evolve(cand, needs=[*cand.needs, *gen.requirement_problems(cls, facts.hardware)],
-                   missing_packages=[*cand.missing_packages, *cache.of(cls)])
+    problems, missing = gen.requirement_problems(cls, facts.hardware), cache.of(cls)
+    if not problems and not missing:
+        return cand
+    return evolve(cand, needs=[*cand.needs, *problems], missing_packages=[*cand.missing_packages, *missing])
 
 
 def with_quant(cand: gen.Candidate, inst: Any, params: dict[str, Any], cost: float, name: str | None = None
@@ -264,8 +268,9 @@ def fastest_decode(registry: Registry) -> float:
 
 
 def generate(facts: Facts, registry: Registry, levers: list[str], settings: Settings,
-             cache: PackageCache) -> list[gen.Candidate]:
-    """Candidates for every lever, in lever order, each with its memory estimate."""
+             cache: PackageCache, *, estimated: bool = True) -> list[gen.Candidate]:
+    """Candidates for every lever, in lever order, each with its memory estimate (``estimated=False``: none
+    yet, for a caller that judges only a few of them and estimates those)."""
     out: list[gen.Candidate] = []
     for lever in levers:
         kind = family(facts, lever)
@@ -282,5 +287,5 @@ def generate(facts: Facts, registry: Registry, levers: list[str], settings: Sett
         if sampler and sampler_cls is not None and (cand.lever == "sampler" or facts.goal == "serve"):
             stage = {"method": sampler_cls.name, **(gen.plugin_params(sampler_cls, sampler) or {})}
             cand = evolve(cand, stages={**cand.stages, "sampler": stage})
-        done.append(gen.estimate_candidate(facts.model, cand))
+        done.append(gen.estimate_candidate(facts.model, cand) if estimated else cand)
     return done

@@ -162,12 +162,12 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
                 left_out += [(a.name, f"cannot reach the top {top}: at most {s + anywhere / 4:.1f} points, "
                               f"#{top} has {last:.1f}") for s, a, _, _ in pre[index:]]
                 break
-            best = score + best_possible(facts, rules, fastest) / 4
+            best = score + best_possible(facts, rules, fastest, cache) / 4
             if best < last:
                 left_out.append((arch.name, f"cannot reach the top {top}: at most {best:.1f} points, "
                                             f"#{top} has {last:.1f}"))
                 continue
-        result = recommend(facts, rules, registry, top=1, cache=cache, useful_seq=USEFUL_SEQ)
+        result = recommend(facts, rules, registry, top=1, cache=cache, useful_seq=USEFUL_SEQ, best_only=True)
         if not result.recommendations or not result.recommendations[0].fits:
             left_out.append((arch.name, f"no recipe fits at {USEFUL_SEQ} training tokens or more"
                              if result.dropped and not result.recommendations else "no recipe fits"))

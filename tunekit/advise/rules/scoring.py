@@ -62,15 +62,12 @@ def needs(facts: Facts, cand: gen.Candidate) -> str:
             f"(~{fits_bytes(mem) / GB:.1f} GB) with {facts.margin:.0%} kept free")
 
 
-def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule],
-           fdict: dict[str, Any], wanted_seq: int | None = None) -> tuple[float, list[str]]:
-    """Points and reasons; ``wanted_seq`` is the training sequence asked for before fitting shortened it."""
-    assert cand.memory is not None
-    reasons: list[str] = [describe(cand)]
+def fixed_points(cand: gen.Candidate, levers: list[str]) -> tuple[float, list[str]]:
+    """The points fitting cannot change, with their reasons: the lever's rank, the declared quality cost and
+    decode speed, missing packages, a calibration pass, the number of stages."""
+    reasons: list[str] = []
     index = levers.index(cand.lever) if cand.lever in levers else len(levers)
     points = LEVER_POINTS[min(index, len(LEVER_POINTS) - 1)]
-    budget = facts.budget_gb()
-    reasons.insert(0, needs(facts, cand))
     quality = -100 * cand.quality_cost
     if cand.quality_cost and cand.method != "qlora":
         reasons.append(f"expected quality cost +{100 * cand.quality_cost:.1f}% perplexity (declared by the plugin)")
@@ -82,8 +79,6 @@ def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule
         if cand.setup.quant.bits >= 3.5 and cand.quality_cost:
             reasons.append("a LoRA trained on a >= 4-bit base recovers the base's quality cost (QLoRA paper)")
     points += max(quality, -8.0)
-    if budget > 0:
-        points += HEADROOM_POINTS * max(0.0, 1 - cand.memory.total_gb / budget)
     # decode speed counts for serving; in training only a slowdown counts (bnb int8), a fast decode kernel
     # does not make the backward pass through dequantized weights faster
     speed = cand.speedup if cand.method == "infer" else min(cand.speedup, 1.0)
@@ -98,6 +93,18 @@ def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule
         points -= 1.0
         reasons.append("needs calibration text (a few hundred samples) and a GPTQ/AWQ-style pass")
     points -= 0.3 * len([k for k in cand.stages if k != "sampler"])
+    return points, reasons
+
+
+def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule],
+          fdict: dict[str, Any], wanted_seq: int | None = None) -> tuple[float, list[str]]:
+    """Points and reasons; ``wanted_seq`` is the training sequence asked for before fitting shortened it."""
+    assert cand.memory is not None
+    points, declared = fixed_points(cand, levers)
+    reasons: list[str] = [needs(facts, cand), describe(cand), *declared]
+    budget = facts.budget_gb()
+    if budget > 0:
+        points += HEADROOM_POINTS * max(0.0, 1 - cand.memory.total_gb / budget)
     if cand.method != "infer" and wanted_seq and cand.setup.seq_len < wanted_seq:
         # a shortened sequence is a trade (the fitting step says which): an 8-bit base at 256 tokens must
         # not rank above a 4-bit one at the asked 2048
@@ -112,6 +119,23 @@ def score(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule
     for note in cand.notes:
         reasons.append(note)
     return points, reasons
+
+
+#: Candidate facts that fitting changes (an 8-bit or paged optimizer, sharding, the memory)
+FITTED_FACTS = ("candidate.optimizer", "candidate.strategy", "candidate.memory_gb")
+
+
+def optimistic(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list[Rule], fdict: dict[str, Any],
+               least_gb: float) -> float:
+    """The most ``score`` can give ``cand`` once fitted: its fixed points, the headroom left by ``least_gb``
+    (a floor under its fitted memory), no shortening, and every positive ``prefer`` point whose condition
+    may hold (``fdict`` has the candidate's facts as generated; what fitting changes counts as unknown)."""
+    points, _ = fixed_points(cand, levers)
+    budget = facts.budget_gb()
+    headroom = HEADROOM_POINTS * max(0.0, 1 - least_gb / budget) if budget > 0 else 0.0
+    prefer = sum(max(0.0, float(item.get("points", 0))) for rule in fired for item in rule.prefer
+                 if may_hold(item.get("when"), fdict, FITTED_FACTS))
+    return points + headroom + prefer
 
 
 def ceiling(fired: list[Rule], max_speedup: float, serving: bool, fdict: dict[str, Any] | None = None) -> float:
