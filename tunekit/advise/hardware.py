@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -174,6 +173,8 @@ def parse_nvidia_smi(text: str) -> Hardware | None:
 
 
 def _detect_nvidia_smi() -> Hardware | None:
+    import subprocess  # only when detecting: --vram and --gpu never spawn
+
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None

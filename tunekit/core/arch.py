@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,7 +99,15 @@ class ModelArch:
         return memo[key]  # type: ignore[no-any-return]
 
     def linear_params_per_layer(self, active_only: bool = False) -> int:
-        return self.derived(("linear_params", active_only), lambda: self._count_linear_params(active_only))
+        return self._active_linear_params if active_only else self._linear_params
+
+    @cached_property
+    def _linear_params(self) -> int:
+        return self._count_linear_params(False)
+
+    @cached_property
+    def _active_linear_params(self) -> int:
+        return self._count_linear_params(True)
 
     def _count_linear_params(self, active_only: bool) -> int:
         total = 0
@@ -116,10 +125,21 @@ class ModelArch:
         return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
 
     def param_count(self, active_only: bool = False) -> int:
-        """Total parameters: linears, embeddings and the RMSNorm weights."""
+        """Total parameters: linears, embeddings and the RMSNorm weights (counted once per instance, like
+        ``derived``: the facts are frozen)."""
+        return self._active_params if active_only else self._params
+
+    def _count_params(self, active_only: bool) -> int:
         norms = self.layers * 2 * self.hidden + self.hidden
-        return self.derived(("params", active_only), lambda: self.layers * self.linear_params_per_layer(active_only)
-                            + self.embedding_params() + norms)
+        return self.layers * self.linear_params_per_layer(active_only) + self.embedding_params() + norms
+
+    @cached_property
+    def _params(self) -> int:
+        return self._count_params(False)
+
+    @cached_property
+    def _active_params(self) -> int:
+        return self._count_params(True)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

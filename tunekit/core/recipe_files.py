@@ -7,7 +7,6 @@ aliases expand, after ``extends`` and ``--set``) at most :data:`MAX_NODES` value
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,13 +95,18 @@ def read_document(path: Path) -> dict[str, Any]:
         raise RecipeError(f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}",
                           source=source) from None
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else parse_yaml(text)
+        if path.suffix == ".toml":
+            import tomllib  # only for TOML recipes: every command reads this module
+
+            data = tomllib.loads(text)
+        else:
+            data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RecipeError(f"invalid YAML{where}: {problem}", source=source) from None
-    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise RecipeError(f"invalid {path.suffix.lstrip('.').upper() or 'YAML'}: {excerpt(str(exc), 200)}",
                           source=source) from None
     check_size(data, source=source)

@@ -260,12 +260,14 @@ def _notes(run: _Run, registry: Registry) -> list[str]:
     return notes
 
 
-def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry, best_only: bool = False) -> list[Scored]:
+def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry, best_only: bool = False,
+           at_least: float = float("-inf")) -> list[Scored]:
     """Fit each candidate (shard, page, shorten), drop what the hardware or the rules exclude, score the rest.
 
-    ``best_only``: only the best that ``_keep`` would keep matters (the model ranking). Candidates are then
-    judged in the order of the most they could score once fitted (``scoring.optimistic``), and judging stops
-    when none left could beat the best kept so far: the same best, fitting a few of ~50 candidates."""
+    ``best_only``: only the best that ``_keep`` would keep matters (the model ranking), and only if it scores
+    ``at_least``. Candidates are then judged in the order of the most they could score once fitted
+    (``scoring.optimistic``), and judging stops when none left could beat the best kept so far or reach
+    ``at_least``: the same best, fitting a few of ~50 candidates."""
     queue: list[tuple[gen.Candidate, bool]] = []
     seen: set[str] = set()
     for cand in cands:
@@ -290,7 +292,7 @@ def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry, best_only:
     scored: list[Scored] = []
     best = float("-inf")
     for index, (cand, hf_only) in enumerate(queue):
-        if best_only and bounds[index] < best:
+        if best_only and bounds[index] < max(best, at_least):
             break
         judged = _judge_one(run, cand, hf_only, registry)
         if judged is not None:
@@ -368,9 +370,9 @@ def _recommendations(run: _Run, kept: list[Scored], registry: Registry, top: int
 def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[_Run, list[Trace]]:
     """``_diagnose``, once per facts and rules for calls sharing ``cache`` (each call gets its own run)."""
     key = (facts, id(rules))
-    if key not in cache.diagnoses:
-        cache.diagnoses[key] = (_diagnose(facts, rules), rules)  # the rules kept alive: their id stays theirs
-    (run, trace), _ = cache.diagnoses[key]
+    if key not in cache.kept:
+        cache.kept[key] = (_diagnose(facts, rules), rules)  # the rules kept alive: their id stays theirs
+    (run, trace), _ = cache.kept[key]
     return evolve(run, dropped=[]), trace
 
 
@@ -382,13 +384,14 @@ def best_possible(facts: Facts, rules: list[Rule], fastest: float, cache: Packag
 
 
 def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int = 5,
-              cache: PackageCache | None = None, useful_seq: int | None = None, best_only: bool = False) -> Result:
+              cache: PackageCache | None = None, useful_seq: int | None = None, best_only: bool = False,
+              at_least: float = float("-inf")) -> Result:
     """Rank recipes for ``facts``; pure: the same inputs give the same output. ``cache`` may be shared by
     calls over the same registry (the model ranking asks once per catalog model). With ``useful_seq``
     (the model ranking's shortest useful fine-tune), when no candidate could fit at that length even at
     its leanest, nothing is fitted or ranked: the answer is only that. ``best_only`` (with ``top=1``): the
     same first recommendation, judging only the candidates that could beat it (``dropped`` and
-    ``below_top`` then list only those judged)."""
+    ``below_top`` then list only those judged), and none when no recipe could score ``at_least``."""
     cache = cache or PackageCache()
     run, trace = _diagnosed(facts, rules, cache)
     notes = _notes(run, registry)
@@ -398,11 +401,11 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
         why = f"no recipe fits at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
         return Result(facts=run.fdict, recommendations=[], notes=[*notes, why], trace=trace,
                       dropped=[(c.name, why) for c in cands])
-    scored = _judge(run, cands, registry, best_only=best_only and top == 1)
+    scored = _judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least)
     kept = _keep(run, scored)
     recs = _recommendations(run, kept, registry, top)
     if best_only and kept and not recs:  # the best recipe did not validate: the next may not have been judged
-        return recommend(facts, rules, registry, top=top, cache=cache, useful_seq=useful_seq)
+        return recommend(facts, rules, registry, top=top, cache=cache, useful_seq=useful_seq, at_least=at_least)
     shown = {r.candidate.name for r in recs} | {name for name, _ in run.dropped}
     # a lever ranked low (dynamic-int8's measured +142% perplexity) still shows under --explain, with its cost
     below = [(cand.name, "; ".join([r for r in reasons if not r.startswith("needs ~")][:2]))

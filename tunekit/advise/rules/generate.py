@@ -7,6 +7,7 @@ packages a plugin misses) is cached in a ``PackageCache`` the caller makes for o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,11 @@ GGUF_SPEEDUP = 1.5
 class PackageCache:
     """Missing packages per plugin class, asked once per ``recommend`` call (``find_spec`` of an absent
     package walks all of ``sys.path``, and a call asks ~100 times); shared by the model ranking's calls,
-    it also keeps each model's diagnosis (``engine.best_possible`` asks it before ``recommend`` does)."""
+    it also keeps each model's diagnosis (``engine.best_possible`` asks it before ``recommend`` does) and
+    the quantizer variants (``quantizer_options``), in ``kept``."""
 
     missing: dict[type[Plugin], list[str]] = field(default_factory=dict)
-    diagnoses: dict[Any, Any] = field(default_factory=dict)
+    kept: dict[Any, Any] = field(default_factory=dict)
 
     def of(self, cls: type[Plugin]) -> list[str]:
         if cls not in self.missing:
@@ -68,7 +70,22 @@ def infer_setup(facts: Facts, settings: Settings, seq: int | None = None) -> Set
                  batch=facts.batch, gpus=max(facts.hardware.gpus, 1), engine=facts.engine or "vllm")
 
 
-def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool) -> list[QuantOption]:
+def quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool,
+                      cache: PackageCache | None = None) -> list[QuantOption]:
+    """Each quantizer's variants (instances, their params, quality cost). They depend on the model only
+    through which group sizes divide its widths (their gcd), so ``cache`` keeps them across models."""
+    widths = (facts.model.hidden, facts.model.moe_intermediate or facts.model.intermediate,
+              facts.model.heads * facts.model.head_dim)
+    key = ("quantizer_options", trainable_only, math.gcd(*widths), repr(sorted(settings.get("quantizer", {}).items())))
+    if cache is not None and key in cache.kept:
+        return list(cache.kept[key])
+    out = _quantizer_options(registry, facts, settings, trainable_only)
+    if cache is not None:
+        cache.kept[key] = out
+    return list(out)
+
+
+def _quantizer_options(registry: Registry, facts: Facts, settings: Settings, trainable_only: bool) -> list[QuantOption]:
     out = []
     for cls in registry.of("quantizer").values():
         if trainable_only and not cls.trainable:  # type: ignore[attr-defined]
@@ -110,7 +127,8 @@ def adapter_candidates(facts: Facts, registry: Registry, settings: Settings, lev
     if lever in ("quantize", "savings"):
         chosen = pick(registry, "adapter", "lora")
         adapters = [chosen] if chosen else []
-    quants: list[QuantOption | None] = [None, *quantizer_options(registry, facts, settings, trainable_only=True)]
+    quants: list[QuantOption | None] = [None, *quantizer_options(registry, facts, settings, trainable_only=True,
+                                                                  cache=cache)]
     if lever == "quantize":
         quants = [q for q in quants if q is not None]
     elif lever == "savings":
@@ -147,7 +165,7 @@ def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever
         return [gen.Candidate(name="bf16", lever=lever, method="infer", stages={}, setup=infer_setup(facts, settings))]
     if lever == "quantize":
         out = []
-        for inst, params, cost in quantizer_options(registry, facts, settings, trainable_only=False):
+        for inst, params, cost in quantizer_options(registry, facts, settings, trainable_only=False, cache=cache):
             cand = gen.Candidate(name=f"{inst.name}-{inst.bits_per_weight():.3g}bit", lever=lever, method="infer",
                                  stages={}, setup=infer_setup(facts, settings), notes=list(inst.effects.notes))
             out.append(require(with_quant(cand, inst, params, cost), type(inst), facts, cache))
@@ -196,7 +214,7 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
     arch, out = facts.model, []
     target = facts.target_context() or 2 * arch.max_context
     factor = gen.context_factor(arch, target)
-    four_bit = [q for q in quantizer_options(registry, facts, settings, trainable_only=False)
+    four_bit = [q for q in quantizer_options(registry, facts, settings, trainable_only=False, cache=cache)
                 if q[0].bits_per_weight() <= 4.6]
     untuned = factor > UNTUNED_CONTEXT_FACTOR
     warning = (f"x{factor:g} is past the x{UNTUNED_CONTEXT_FACTOR:g} that holds without training: fine-tune "
@@ -225,7 +243,7 @@ def context_candidates(facts: Facts, registry: Registry, settings: Settings,
                 setup=setup, quality_cost=float(cls.effects.quality_cost), keep_if_unfit=True,
                 notes=[f"the fine-tune that makes x{factor:g} hold: LoRA at {target} tokens "
                        "(YaRN: ~400 steps; LongLoRA trains Llama-2-7B to 100k on 8 GPUs)"]), lora, facts, cache)
-            nf4 = [q for q in quantizer_options(registry, facts, settings, trainable_only=True)
+            nf4 = [q for q in quantizer_options(registry, facts, settings, trainable_only=True, cache=cache)
                    if 3.5 <= q[0].bits_per_weight() <= 4.6]
             if nf4:  # a long sequence's activations need the weights' memory back: train on a 4-bit base,
                 # one quantized on load (QLoRA's NF4) before one that needs a calibration pass first

@@ -156,8 +156,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
     anywhere = ceiling(rules, fastest, serving=True)  # no model's rules can give more than all of them
     for index, (score, arch, why, where) in enumerate(pre):
         facts = evolve(base, model=arch)
+        needed = float("-inf")  # the recipe score that would bring this model into the top
         if len(picks) >= top:
             last = sorted((p.score for p in picks), reverse=True)[top - 1]
+            needed = (last - score) * 4
             if score + anywhere / 4 < last:  # the pre-scores only fall from here: none of the rest can
                 left_out += [(a.name, f"cannot reach the top {top}: at most {s + anywhere / 4:.1f} points, "
                               f"#{top} has {last:.1f}") for s, a, _, _ in pre[index:]]
@@ -167,10 +169,14 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
                 left_out.append((arch.name, f"cannot reach the top {top}: at most {best:.1f} points, "
                                             f"#{top} has {last:.1f}"))
                 continue
-        result = recommend(facts, rules, registry, top=1, cache=cache, useful_seq=USEFUL_SEQ, best_only=True)
+        result = recommend(facts, rules, registry, top=1, cache=cache, useful_seq=USEFUL_SEQ, best_only=True,
+                           at_least=needed)
         if not result.recommendations or not result.recommendations[0].fits:
-            left_out.append((arch.name, f"no recipe fits at {USEFUL_SEQ} training tokens or more"
-                             if result.dropped and not result.recommendations else "no recipe fits"))
+            too_short = any(n.startswith(f"no recipe fits at {USEFUL_SEQ}") for n in result.notes)
+            unreachable = not result.recommendations and needed > float("-inf")
+            left_out.append((arch.name, f"no recipe fits at {USEFUL_SEQ} training tokens or more" if too_short
+                             else f"cannot reach the top {top}: its best recipe would need {needed:.1f} points"
+                             if unreachable else "no recipe fits"))
             continue
         rec = result.recommendations[0]
         if rec.candidate.method != "infer" and rec.candidate.setup.seq_len < USEFUL_SEQ:
