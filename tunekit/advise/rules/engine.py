@@ -397,10 +397,14 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     notes = _notes(run, registry)
     cands = generate(facts, registry, run.levers, run.settings, cache,
                      estimated=not (best_only and top == 1))
-    if useful_seq and not any(fitting.could_fit_at(facts, c, useful_seq) for c in cands if not c.needs):
-        why = f"no recipe fits at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
-        return Result(facts=run.fdict, recommendations=[], notes=[*notes, why], trace=trace,
-                      dropped=[(c.name, why) for c in cands])
+    if useful_seq:  # only what could be useful is judged: each recipe that cannot fit there is dropped, with why
+        why = f"does not fit at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
+        useful = [c for c in cands if c.needs or fitting.could_fit_at(facts, c, useful_seq)]
+        run.dropped += [(c.name, why) for c in cands if c not in useful]
+        if not any(not c.needs for c in useful):
+            return Result(facts=run.fdict, recommendations=[], notes=[*notes, f"no recipe {why}"], trace=trace,
+                          dropped=run.dropped)
+        cands = useful
     scored = _judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least)
     kept = _keep(run, scored)
     recs = _recommendations(run, kept, registry, top)
