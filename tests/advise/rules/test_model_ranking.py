@@ -7,7 +7,7 @@ import pytest
 
 from tunekit.advise.hardware import resolve_hardware
 from tunekit.advise.rules import Facts, engine, generate, load_rules, models
-from tunekit.advise.rules.fitting import could_fit_at, fits
+from tunekit.advise.rules.fitting import could_fit_at, fit, fits
 from tunekit.core import registry as plugins
 from tunekit.core.model_facts import catalog_entries, load_catalog, resolve_model
 from tunekit.core.registry import Registry
@@ -92,7 +92,7 @@ def test_a_training_candidate_that_cannot_fit_at_the_useful_length_is_final(regi
         run, _ = engine._diagnose(facts, rules)
         cands = generate.generate(facts, registry, run.levers, run.settings, generate.PackageCache())
         for cand in cands:
-            fitted, _ = engine.fit(facts, cand, registry)
+            fitted, _ = fit(facts, cand, registry)
             if not could_fit_at(facts, cand, models.USEFUL_SEQ):
                 refused += 1
                 assert not (fits(facts, fitted) and fitted.setup.seq_len >= models.USEFUL_SEQ), (model, cand.name)

@@ -2,7 +2,8 @@
 
 1. Rules whose ``when`` holds over the facts fire; their levers say which candidate families to build
    (the diagnosis table), their ``set`` values go into the recipes (the seed settings matrix).
-2. Candidates come from the registry's plugin classes (``generate.py``), made to fit (``fitting.py``).
+2. Candidates come from the registry's plugin classes (``generate.py``), made to fit (``fitting.py``) and judged
+   (``judging.py``).
 3. Candidates that do not fit (with a margin) or need what the hardware lacks are dropped, with why.
 4. The rest are scored: the lever's rank, quality (published deltas the plugin declares), speed,
    memory headroom, simplicity, and the rules' ``prefer`` points; every point comes with its reason.
@@ -18,11 +19,12 @@ from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_byt
 from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules import engines, fitting
+from tunekit.advise.rules import fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
-from tunekit.advise.rules.fitting import fit, no_fit
+from tunekit.advise.rules.fitting import no_fit
 from tunekit.advise.rules.generate import PackageCache, generate, serves
-from tunekit.advise.rules.scoring import Scored, ceiling, diverse, optimistic, score
+from tunekit.advise.rules.judging import Run, judge, keep
+from tunekit.advise.rules.scoring import Scored, ceiling, diverse
 from tunekit.core.errors import RecipeError
 from tunekit.core.model_facts import model_facts
 from tunekit.core.records import evolve
@@ -229,29 +231,17 @@ def _resolve(data: dict[str, Any], registry: Registry) -> dict[str, Any]:
     return resolve_stages(validate_data(data, source="recommend"), registry, source="recommend").to_dict()
 
 
-@dataclass
-class _Run:
-    """What one ``recommend`` call works with: facts as data, fired rules, their levers and settings."""
-
-    facts: Facts
-    fdict: dict[str, Any]
-    fired: list[Rule]
-    levers: list[str]
-    settings: dict[str, dict[str, Any]]
-    dropped: list[tuple[str, str]] = field(default_factory=list)
-
-
 LEVER_KINDS = {"adapter": "adapter", "savings": "adapter", "quantize": "quantizer", "prune": "pruner",
                "context": "context", "sampler": "sampler"}
 
 
-def _diagnose(facts: Facts, rules: list[Rule]) -> tuple[_Run, list[Trace]]:
+def _diagnose(facts: Facts, rules: list[Rule]) -> tuple[Run, list[Trace]]:
     fdict = facts.to_dict()
     fired, trace = _fire(rules, fdict)
-    return _Run(facts, fdict, fired, _levers(fired, facts.goal), _settings(fired)), trace
+    return Run(facts, fdict, fired, _levers(fired, facts.goal), _settings(fired)), trace
 
 
-def _notes(run: _Run, registry: Registry) -> list[str]:
+def _notes(run: Run, registry: Registry) -> list[str]:
     notes = [f"[{r.id}] {fill(r.note, run.fdict)}" for r in run.fired if r.note]
     for lever in run.levers:
         kind = LEVER_KINDS.get(lever)
@@ -260,95 +250,7 @@ def _notes(run: _Run, registry: Registry) -> list[str]:
     return notes
 
 
-def _judge(run: _Run, cands: list[gen.Candidate], registry: Registry, best_only: bool = False,
-           at_least: float = float("-inf")) -> list[Scored]:
-    """Fit each candidate (shard, page, shorten), drop what the hardware or the rules exclude, score the rest.
-
-    ``best_only``: only the best that ``_keep`` would keep matters (the model ranking), and only if it scores
-    ``at_least``. Candidates are then judged in the order of the most they could score once fitted
-    (``scoring.optimistic``), and judging stops when none left could beat the best kept so far or reach
-    ``at_least``: the same best, fitting a few of ~50 candidates."""
-    queue: list[tuple[gen.Candidate, bool]] = []
-    seen: set[str] = set()
-    for cand in cands:
-        if cand.name in seen:  # the same recipe reached through two levers: keep the first (higher) lever
-            continue
-        seen.add(cand.name)
-        if cand.needs:
-            run.dropped.append((cand.name, "; ".join(cand.needs)))
-            continue
-        unserved = engines.servable(cand, run.facts.engine) if cand.method == "infer" else None
-        if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
-            run.dropped.append((cand.name, unserved))
-            continue
-        queue.append((cand, cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)))
-    if best_only:
-        bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": c.facts()},
-                             fitting.least_gb(run.facts, c)) - (engines.HF_ONLY_POINTS if hf_only else 0.0)
-                  for c, hf_only in queue]
-        order = sorted(range(len(queue)), key=lambda i: -bounds[i])
-        queue = [queue[i] for i in order]
-        bounds = [bounds[i] for i in order]
-    scored: list[Scored] = []
-    best = float("-inf")
-    for index, (cand, hf_only) in enumerate(queue):
-        if best_only and bounds[index] < max(best, at_least):
-            break
-        judged = _judge_one(run, cand, hf_only, registry)
-        if judged is not None:
-            scored.append(judged)
-            if judged[3] or judged[1].keep_if_unfit:
-                best = max(best, judged[0])
-    return scored
-
-
-def _judge_one(run: _Run, cand: gen.Candidate, hf_only: bool, registry: Registry) -> Scored | None:
-    if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
-        cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
-    elif cand.memory is None:  # generated without an estimate (best_only judges a few)
-        cand = gen.estimate_candidate(run.facts.model, cand)
-    wanted_seq = cand.setup.seq_len
-    cand, fitted = fit(run.facts, cand, registry)
-    assert cand.memory is not None
-    cf = {**run.fdict, "candidate": cand.facts()}
-    why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop if evaluate(d.get("when"), cf)]
-    if why_drop:
-        run.dropped.append((cand.name, "; ".join(why_drop)))
-        return None
-    fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
-    points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
-    if hf_only:
-        points -= engines.HF_ONLY_POINTS
-        reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
-                       "or continuous batching")
-    if cand.offload:
-        points -= fitting.OFFLOAD_POINTS
-    if fitting.tight(run.facts, cand) and cand.split_layers is None:
-        points -= 1.0
-        fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
-    reasons[2:2] = fitted
-    return points, cand, reasons, fits
-
-
-def _keep(run: _Run, scored: list[Scored]) -> list[Scored]:
-    """What fits, best first; when nothing fits, the near misses, leanest first."""
-    any_fit = any(fits or cand.keep_if_unfit for _, cand, _, fits in scored)
-    kept = []
-    for points, cand, reasons, fits in scored:
-        assert cand.memory is not None
-        if fits or cand.keep_if_unfit:
-            kept.append((points, cand, reasons, fits))
-        elif any_fit:
-            run.dropped.append((cand.name, f"needs ~{cand.memory.total_gb:.1f} GB (planned "
-                                           f"~{fitting.planned_gb(cand):.1f} GB + {run.facts.margin:.0%} margin); "
-                                           f"{run.facts.budget_gb():.1f} GB available"))
-        else:
-            kept.append((points - cand.memory.total_gb, cand, reasons, False))
-    kept.sort(key=lambda item: (-item[0], item[1].memory.total_gb if item[1].memory else 0, item[1].name))
-    return kept
-
-
-def _recommendations(run: _Run, kept: list[Scored], registry: Registry, top: int) -> list[Recommendation]:
+def _recommendations(run: Run, kept: list[Scored], registry: Registry, top: int) -> list[Recommendation]:
     recs: list[Recommendation] = []
     nexts = [n for r in run.fired if set(r.levers) & set(run.levers) or not r.levers for n in r.next]
     for points, cand, reasons, fits in diverse(kept, top):
@@ -367,7 +269,7 @@ def _recommendations(run: _Run, kept: list[Scored], registry: Registry, top: int
     return recs
 
 
-def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[_Run, list[Trace]]:
+def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[Run, list[Trace]]:
     """``_diagnose``, once per facts and rules for calls sharing ``cache`` (each call gets its own run)."""
     key = (facts, id(rules))
     if key not in cache.kept:
@@ -398,15 +300,15 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     cands = generate(facts, registry, run.levers, run.settings, cache,
                      estimated=not (best_only and top == 1))
     if useful_seq:  # only what could be useful is judged: each recipe that cannot fit there is dropped, with why
-        why = f"does not fit at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
+        where = f"fit at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
         useful = [c for c in cands if c.needs or fitting.could_fit_at(facts, c, useful_seq)]
-        run.dropped += [(c.name, why) for c in cands if c not in useful]
+        run.dropped += [(c.name, f"does not {where}") for c in cands if c not in useful]
         if not any(not c.needs for c in useful):
-            return Result(facts=run.fdict, recommendations=[], notes=[*notes, f"no recipe {why}"], trace=trace,
-                          dropped=run.dropped)
+            return Result(facts=run.fdict, recommendations=[], notes=[*notes, f"no recipe can {where}"],
+                          trace=trace, dropped=run.dropped)
         cands = useful
-    scored = _judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least)
-    kept = _keep(run, scored)
+    scored = judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least)
+    kept = keep(run, scored)
     recs = _recommendations(run, kept, registry, top)
     if best_only and kept and not recs:  # the best recipe did not validate: the next may not have been judged
         return recommend(facts, rules, registry, top=top, cache=cache, useful_seq=useful_seq, at_least=at_least)

@@ -1,0 +1,121 @@
+"""Judging candidates for one ``recommend`` call: fit each (shard, page, shorten), drop what the hardware or
+the rules exclude, score the rest; keep what fits. In best-only mode (the model ranking) candidates are
+judged best bound first and judging stops when none left could beat the best (``scoring.optimistic``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunekit.advise.rules import candidates as gen
+from tunekit.advise.rules import engines, fitting
+from tunekit.advise.rules.conditions import evaluate
+from tunekit.advise.rules.fitting import fit
+from tunekit.advise.rules.scoring import Scored, optimistic, score
+from tunekit.core.records import evolve
+
+if TYPE_CHECKING:
+    from tunekit.advise.rules.engine import Facts
+    from tunekit.advise.rules.loader import Rule
+    from tunekit.core.registry import Registry
+
+
+@dataclass
+class Run:
+    """What one ``recommend`` call works with: facts as data, fired rules, their levers and settings."""
+
+    facts: Facts
+    fdict: dict[str, Any]
+    fired: list[Rule]
+    levers: list[str]
+    settings: dict[str, dict[str, Any]]
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+
+
+
+def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: bool = False,
+           at_least: float = float("-inf")) -> list[Scored]:
+    """Fit each candidate (shard, page, shorten), drop what the hardware or the rules exclude, score the rest.
+
+    ``best_only``: only the best that ``_keep`` would keep matters (the model ranking), and only if it scores
+    ``at_least``. Candidates are then judged in the order of the most they could score once fitted
+    (``scoring.optimistic``), and judging stops when none left could beat the best kept so far or reach
+    ``at_least``: the same best, fitting a few of ~50 candidates."""
+    queue: list[tuple[gen.Candidate, bool]] = []
+    seen: set[str] = set()
+    for cand in cands:
+        if cand.name in seen:  # the same recipe reached through two levers: keep the first (higher) lever
+            continue
+        seen.add(cand.name)
+        if cand.needs:
+            run.dropped.append((cand.name, "; ".join(cand.needs)))
+            continue
+        unserved = engines.servable(cand, run.facts.engine) if cand.method == "infer" else None
+        if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
+            run.dropped.append((cand.name, unserved))
+            continue
+        queue.append((cand, cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)))
+    if best_only:
+        bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": c.facts()},
+                             fitting.least_gb(run.facts, c)) - (engines.HF_ONLY_POINTS if hf_only else 0.0)
+                  for c, hf_only in queue]
+        order = sorted(range(len(queue)), key=lambda i: -bounds[i])
+        queue = [queue[i] for i in order]
+        bounds = [bounds[i] for i in order]
+    scored: list[Scored] = []
+    best = float("-inf")
+    for index, (cand, hf_only) in enumerate(queue):
+        if best_only and bounds[index] < max(best, at_least):
+            break
+        judged = judge_one(run, cand, hf_only, registry)
+        if judged is not None:
+            scored.append(judged)
+            if judged[3] or judged[1].keep_if_unfit:
+                best = max(best, judged[0])
+    return scored
+
+
+def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry) -> Scored | None:
+    if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
+        cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
+    elif cand.memory is None:  # generated without an estimate (best_only judges a few)
+        cand = gen.estimate_candidate(run.facts.model, cand)
+    wanted_seq = cand.setup.seq_len
+    cand, fitted = fit(run.facts, cand, registry)
+    assert cand.memory is not None
+    cf = {**run.fdict, "candidate": cand.facts()}
+    why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop if evaluate(d.get("when"), cf)]
+    if why_drop:
+        run.dropped.append((cand.name, "; ".join(why_drop)))
+        return None
+    fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
+    points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
+    if hf_only:
+        points -= engines.HF_ONLY_POINTS
+        reasons.append(f"served by transformers only ({engines.problem('vllm', cand)}): no paged KV cache "
+                       "or continuous batching")
+    if cand.offload:
+        points -= fitting.OFFLOAD_POINTS
+    if fitting.tight(run.facts, cand) and cand.split_layers is None:
+        points -= 1.0
+        fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
+    reasons[2:2] = fitted
+    return points, cand, reasons, fits
+
+
+def keep(run: Run, scored: list[Scored]) -> list[Scored]:
+    """What fits, best first; when nothing fits, the near misses, leanest first."""
+    any_fit = any(fits or cand.keep_if_unfit for _, cand, _, fits in scored)
+    kept = []
+    for points, cand, reasons, fits in scored:
+        assert cand.memory is not None
+        if fits or cand.keep_if_unfit:
+            kept.append((points, cand, reasons, fits))
+        elif any_fit:
+            run.dropped.append((cand.name, f"needs ~{cand.memory.total_gb:.1f} GB (planned "
+                                           f"~{fitting.planned_gb(cand):.1f} GB + {run.facts.margin:.0%} margin); "
+                                           f"{run.facts.budget_gb():.1f} GB available"))
+        else:
+            kept.append((points - cand.memory.total_gb, cand, reasons, False))
+    kept.sort(key=lambda item: (-item[0], item[1].memory.total_gb if item[1].memory else 0, item[1].name))
+    return kept
