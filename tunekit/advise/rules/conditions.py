@@ -129,7 +129,7 @@ def may_hold(cond: Any, facts: dict[str, Any], unknown: tuple[str, ...] = ("cand
         return all(may_hold(c, facts, unknown) for c in cond["all"])
     if "any" in cond:
         return any(may_hold(c, facts, unknown) for c in cond["any"])
-    if any(path == "*" or path.startswith(unknown) for path in _reads(cond)):
+    if any(path == "*" or path.startswith(unknown) for path in reads(cond)):
         return True
     return evaluate(cond, facts)
 
@@ -143,7 +143,7 @@ PREDICATE_READS = {"moe": ("model.moe",), "small_model": ("model.params_b",),
 _READS: dict[int, tuple[Any, list[str]]] = {}  # id -> (the condition, kept alive so the id stays its, paths)
 
 
-def _reads(cond: Any) -> list[str]:
+def reads(cond: Any) -> list[str]:
     """The fact paths a condition reads ("*" for a plugin's predicate: it may read anything); rules are
     loaded once and asked per candidate, so each condition's answer is kept."""
     known = _READS.get(id(cond))

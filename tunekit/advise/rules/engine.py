@@ -19,7 +19,6 @@ from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_byt
 from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules import fitting
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
 from tunekit.advise.rules.fitting import no_fit
 from tunekit.advise.rules.generate import PackageCache, generate, serves
@@ -140,6 +139,8 @@ class Result:
     no_fit: dict[str, Any] | None = None
     below_top: list[tuple[str, str]] = field(default_factory=list)
     """Candidates that were kept but ranked below ``--top`` (name, what it is and costs), for ``--explain``."""
+    viable: int = 0
+    """Candidates left after the drops that need no fitting (best-only mode fits only those that could win)."""
 
     def to_dict(self) -> dict[str, Any]:
         facts = dict(self.facts)
@@ -291,7 +292,7 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     """Rank recipes for ``facts``; pure: the same inputs give the same output. ``cache`` may be shared by
     calls over the same registry (the model ranking asks once per catalog model). With ``useful_seq``
     (the model ranking's shortest useful fine-tune), when no candidate could fit at that length even at
-    its leanest, nothing is fitted or ranked: the answer is only that. ``best_only`` (with ``top=1``): the
+    its leanest, is dropped before anything is fitted. ``best_only`` (with ``top=1``): the
     same first recommendation, judging only the candidates that could beat it (``dropped`` and
     ``below_top`` then list only those judged), and none when no recipe could score ``at_least``."""
     cache = cache or PackageCache()
@@ -299,15 +300,7 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     notes = _notes(run, registry)
     cands = generate(facts, registry, run.levers, run.settings, cache,
                      estimated=not (best_only and top == 1))
-    if useful_seq:  # only what could be useful is judged: each recipe that cannot fit there is dropped, with why
-        where = f"fit at {useful_seq} training tokens with {facts.margin:.0%} kept free, even at its leanest"
-        useful = [c for c in cands if c.needs or fitting.could_fit_at(facts, c, useful_seq)]
-        run.dropped += [(c.name, f"does not {where}") for c in cands if c not in useful]
-        if not any(not c.needs for c in useful):
-            return Result(facts=run.fdict, recommendations=[], notes=[*notes, f"no recipe can {where}"],
-                          trace=trace, dropped=run.dropped)
-        cands = useful
-    scored = judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least)
+    scored = judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least, useful_seq=useful_seq)
     kept = keep(run, scored)
     recs = _recommendations(run, kept, registry, top)
     if best_only and kept and not recs:  # the best recipe did not validate: the next may not have been judged
@@ -330,4 +323,5 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
                      f"band, + {facts.margin:.0%} margin)"
                      + (f"; the smallest GPU that fits it is {gpu}" if gpu else ""))
     return Result(facts=run.fdict, recommendations=recs, notes=notes, trace=trace, dropped=run.dropped, no_fit=missed,
+                  viable=run.viable,
                   below_top=below)

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines, fitting
-from tunekit.advise.rules.conditions import evaluate
+from tunekit.advise.rules.conditions import evaluate, reads
 from tunekit.advise.rules.fitting import fit
-from tunekit.advise.rules.scoring import Scored, optimistic, score
+from tunekit.advise.rules.scoring import FITTED_FACTS, Scored, optimistic, score
 from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
@@ -30,19 +30,25 @@ class Run:
     levers: list[str]
     settings: dict[str, dict[str, Any]]
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    viable: int = 0  # candidates left after the drops that need no fitting
 
 
 
 def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: bool = False,
-           at_least: float = float("-inf")) -> list[Scored]:
+          at_least: float = float("-inf"), useful_seq: int | None = None) -> list[Scored]:
     """Fit each candidate (shard, page, shorten), drop what the hardware or the rules exclude, score the rest.
 
-    ``best_only``: only the best that ``_keep`` would keep matters (the model ranking), and only if it scores
-    ``at_least``. Candidates are then judged in the order of the most they could score once fitted
-    (``scoring.optimistic``), and judging stops when none left could beat the best kept so far or reach
-    ``at_least``: the same best, fitting a few of ~50 candidates."""
+    What does not depend on fitting is dropped first: a requirement the hardware lacks, a recipe no engine
+    serves, a rule's drop that reads no fitted fact (optimizer, strategy, memory) and, with ``useful_seq``
+    (the model ranking's shortest useful fine-tune), a training recipe that cannot fit at that length even
+    at its leanest. ``best_only``: only the best that ``keep`` would keep matters (the model ranking), and
+    only if it scores ``at_least``. Candidates are then judged in the order of the most they could score once
+    fitted (``scoring.optimistic``), and judging stops when none left could beat the best kept so far or
+    reach ``at_least``: the same best, fitting a few of ~50 candidates."""
     queue: list[tuple[gen.Candidate, bool]] = []
     seen: set[str] = set()
+    early = [(r, d) for r in run.fired for d in r.drop
+             if not any(p == "*" or p.startswith(FITTED_FACTS) for p in reads(d.get("when")))]
     for cand in cands:
         if cand.name in seen:  # the same recipe reached through two levers: keep the first (higher) lever
             continue
@@ -54,7 +60,18 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
         if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
             run.dropped.append((cand.name, unserved))
             continue
+        if early:
+            cf = {**run.fdict, "candidate": cand.facts()}
+            why_drop = [f"[{r.id}] {d.get('reason', '')}" for r, d in early if evaluate(d.get("when"), cf)]
+            if why_drop:
+                run.dropped.append((cand.name, "; ".join(why_drop)))
+                continue
+        if useful_seq and not fitting.could_fit_at(run.facts, cand, useful_seq):
+            run.dropped.append((cand.name, f"does not fit at {useful_seq} training tokens with "
+                                           f"{run.facts.margin:.0%} kept free, even at its leanest"))
+            continue
         queue.append((cand, cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)))
+    run.viable = len(queue)
     if best_only:
         bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": c.facts()},
                              fitting.least_gb(run.facts, c)) - (engines.HF_ONLY_POINTS if hf_only else 0.0)
@@ -84,7 +101,9 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry) 
     cand, fitted = fit(run.facts, cand, registry)
     assert cand.memory is not None
     cf = {**run.fdict, "candidate": cand.facts()}
-    why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop if evaluate(d.get("when"), cf)]
+    why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop
+                if any(p == "*" or p.startswith(FITTED_FACTS) for p in reads(d.get("when")))
+                and evaluate(d.get("when"), cf)]  # the others were asked before fitting
     if why_drop:
         run.dropped.append((cand.name, "; ".join(why_drop)))
         return None

@@ -172,13 +172,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
         result = recommend(facts, rules, registry, top=1, cache=cache, useful_seq=USEFUL_SEQ, best_only=True,
                            at_least=needed)
         if not result.recommendations or not result.recommendations[0].fits:
-            short = f"no recipe fits at {USEFUL_SEQ} training tokens or more"
-            if any(n.startswith(f"no recipe can fit at {USEFUL_SEQ}") for n in result.notes):
-                why_out = short
-            elif not result.recommendations and needed > float("-inf"):
+            if result.viable and not result.recommendations and needed > float("-inf"):
                 why_out = f"cannot reach the top {top}: its best recipe would need {needed:.1f} points"
             elif any(why.startswith(f"does not fit at {USEFUL_SEQ}") for _, why in result.dropped):
-                why_out = short
+                why_out = f"no recipe fits at {USEFUL_SEQ} training tokens or more"
             else:
                 why_out = "no recipe fits"
             left_out.append((arch.name, why_out))
