@@ -48,6 +48,8 @@ USEFUL_SEQ = 1024
 SPLIT_PENALTY = 16.0
 #: Serving with no --latency-ms: slower than ~5 tokens/s (200 ms/token) falls behind reading speed
 READING_MS = 200.0
+#: Facts of Facts.to_dict that depend on the model: unknown while bounding every model at once
+MODEL_FACTS = ("model.", "estimates.", "size_class", "context_target", "candidate.")
 TASK_BONUS = 8.0  # see the module docstring: worth a ~4x size step (4 * log2(4))
 
 
@@ -135,6 +137,7 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
                 registry: Registry, *, task: str = "general", latency_ms: float | None = None,
                 top: int = 5) -> tuple[list[ModelPick], list[tuple[str, str]]]:
     """Ranked models that fit ``base`` (its model is replaced per candidate), and why others were left out."""
+    from tunekit.advise.rules.conditions import may_hold
     from tunekit.advise.rules.engine import best_possible, recommend
     from tunekit.advise.rules.fitting import decode_tokens_per_s
     from tunekit.advise.rules.generate import PackageCache, fastest_decode
@@ -153,7 +156,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
     pre.sort(key=lambda item: -item[0])
     cache, picks = PackageCache(), list[ModelPick]()
     fastest = fastest_decode(registry)
-    anywhere = ceiling(rules, fastest, serving=True)  # no model's rules can give more than all of them
+    # no model can get more than the rules that may fire on this hardware and goal, whatever the model
+    base_facts = base.to_dict()
+    anywhere = ceiling([r for r in rules if may_hold(r.when, base_facts, MODEL_FACTS)], fastest, serving=True,
+                       fdict=base_facts, unknown=MODEL_FACTS)
     for index, (score, arch, why, where) in enumerate(pre):
         facts = evolve(base, model=arch)
         needed = float("-inf")  # the recipe score that would bring this model into the top

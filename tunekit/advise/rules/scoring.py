@@ -138,16 +138,18 @@ def optimistic(facts: Facts, cand: gen.Candidate, levers: list[str], fired: list
     return points + headroom + prefer
 
 
-def ceiling(fired: list[Rule], max_speedup: float, serving: bool, fdict: dict[str, Any] | None = None) -> float:
+def ceiling(fired: list[Rule], max_speedup: float, serving: bool, fdict: dict[str, Any] | None = None,
+            unknown: tuple[str, ...] = ("candidate.",)) -> float:
     """The most points ``score`` can give any candidate under these fired rules: the first lever's points,
     all the headroom, the fastest declared decode (when a candidate serves), no quality cost and every
-    positive ``prefer`` point whose condition may hold over ``fdict`` (all of them without it). The model
-    ranking stops running models that cannot reach its top with this; ``max_speedup`` ``inf`` (a plugin
-    declares a negative quality cost, or effects it cannot read) gives no ceiling."""
+    positive ``prefer`` point whose condition may hold over ``fdict`` with the ``unknown`` facts unknown
+    (all of them without it). The model ranking stops running models that cannot reach its top with this;
+    ``max_speedup`` ``inf`` (a plugin declares a negative quality cost, or effects it cannot read) gives
+    no ceiling."""
     if max_speedup == float("inf"):
         return float("inf")
     prefer = sum(max(0.0, float(item.get("points", 0))) for rule in fired for item in rule.prefer
-                 if fdict is None or may_hold(item.get("when"), fdict))
+                 if fdict is None or may_hold(item.get("when"), fdict, unknown))
     speed = SPEED_POINTS * max(0.0, max_speedup - 1) if serving else 0.0
     return LEVER_POINTS[0] + HEADROOM_POINTS + speed + prefer
 
