@@ -171,10 +171,11 @@ def test_no_model_ranks_models_that_fit_with_recipes(registry: Registry, rules: 
     code = json.loads(invoke("recommend", "--vram", "24", "--goal", "serve", "--task", "code", "--json").output)
     rows = {str(r["id"]): r for r in catalog_entries()}
     assert any("code" in (rows[m["model"]].get("skills") or []) for m in code["models"][:3])
-    fast = json.loads(invoke("recommend", "--gpu", "rtx-4090", "--goal", "serve", "--latency-ms", "20",
+    # a 32B's Q4_K_M reads ~20 GB a token: ~50 tokens/s on a 4090's 1 TB/s, too slow for 15 ms a token
+    fast = json.loads(invoke("recommend", "--gpu", "rtx-4090", "--goal", "serve", "--latency-ms", "15",
                              "--json").output)
-    assert fast["models"] and all(1000 / m["tokens_per_s"] <= 20 for m in fast["models"])
-    assert any("slower than 20 ms" in x["why"] for x in fast["left_out"])
+    assert fast["models"] and all(1000 / m["tokens_per_s"] <= 15 for m in fast["models"])
+    assert any("slower than 15 ms" in x["why"] for x in fast["left_out"])
 
 
 def test_no_model_text_fits_80_columns_and_model_narrows(registry: Registry, rules: list) -> None:

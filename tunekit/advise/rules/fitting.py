@@ -153,11 +153,16 @@ def split(facts: Facts, cand: gen.Candidate) -> Fitted:
     if off.cpu_bytes > ram:
         return cand, []
     speed = decode_tokens_per_s(facts, off.gpu_bytes, off.cpu_bytes)
-    # what stays on the GPU: the offloaded layers with their KV cache, the compute buffers, the context
-    on_gpu = {**cand.memory.breakdown, "weights": float(off.gpu_bytes), "kv_cache": 0.0,
+    # what stays on the GPU: the offloaded layers with their KV cache, and llama.cpp's compute buffers and
+    # CUDA context (GPU_RESERVE_BYTES); ggml allocates those itself: no PyTorch activations or caching allocator
+    kv = min(off.ngl, off.layers) * off.kv_bytes / off.layers
+    on_gpu = {**{k: 0.0 for k in cand.memory.breakdown}, "weights": off.gpu_bytes - kv, "kv_cache": kv,
               "overhead": float(GPU_RESERVE_BYTES)}
     total = sum(on_gpu.values())
     memory = evolve(cand.memory, breakdown=on_gpu, low=0.9 * total, high=1.1 * total)
+    if off.all_on_gpu:  # counted as llama.cpp allocates, every layer fits: no split, the GPU's own speed
+        return evolve(cand, memory=memory), [
+            f"llama.cpp places every layer on the GPU (weights, KV cache and compute buffers ~{total / GB:.1f} GB)"]
     return evolve(cand, split_layers=off.ngl, tokens_per_s=speed, memory=memory), [
         f"llama.cpp split: -ngl {off.ngl} of {off.layers} layers on the GPU, {off.cpu_bytes / GB:.0f} GB in RAM; "
         f"~{speed:.1f} tokens/s (bandwidth-bound, {CPU_BANDWIDTH_GBS:g} GB/s RAM assumed)"]
