@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import FITS_QUANTILE, GB, band, estimate, fits_bytes, weight_bytes
+from tunekit.advise.estimate import FITS_QUANTILE, GB, Estimate, band, estimate, fits_bytes, weight_bytes
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
 from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
@@ -245,22 +245,30 @@ def _leanest(facts: Facts, cand: gen.Candidate, seq_len: int) -> list[Any]:
     return shapes
 
 
-def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int) -> bool:
+def leanest(facts: Facts, cand: gen.Candidate, seq_len: int) -> list[Estimate]:
+    """Estimates of a training candidate at its leanest (``_leanest``) at up to ``seq_len`` tokens: floors
+    under what ``fit`` can leave it with at that length; none for a serving candidate (offload and split
+    move weights off the GPU)."""
+    if cand.method == "infer":
+        return []
+    return [estimate(facts.model, s) for s in _leanest(facts, cand, seq_len)]
+
+
+def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int, lean: list[Estimate] | None = None) -> bool:
     """Whether ``fit`` could make a training candidate fit (the margin kept free) at ``seq_len`` tokens or
-    more: estimated at its leanest (``_leanest``) at ``seq_len``, so a False is final; a serving candidate
-    (offload and split move weights off the GPU) is always True."""
+    more (``lean``: its ``leanest`` at that length, when already made); a False is final, a serving
+    candidate is always True."""
     if cand.method == "infer":
         return True
-    return any(fits_bytes(estimate(facts.model, s)) / GB * (1 + facts.margin) <= facts.budget_gb()
-               for s in _leanest(facts, cand, seq_len))
+    return any(fits_bytes(e) / GB * (1 + facts.margin) <= facts.budget_gb()
+               for e in (lean if lean is not None else leanest(facts, cand, seq_len)))
 
 
-def least_gb(facts: Facts, cand: gen.Candidate) -> float:
-    """A floor under the memory ``fit`` can leave a candidate with: a training candidate at its leanest at
-    the shortest sequence ``shorten`` goes to; 0 for serving (a split or an offload can leave little)."""
-    if cand.method == "infer":
-        return 0.0
-    return min(estimate(facts.model, s).total_gb for s in _leanest(facts, cand, 256))
+def least_gb(facts: Facts, cand: gen.Candidate, seq_len: int = 256) -> float:
+    """A floor under the memory ``fit`` can leave a candidate with at ``seq_len`` tokens or more (256: the
+    shortest ``shorten`` goes to); 0 for serving (a split or an offload can leave little)."""
+    lean = leanest(facts, cand, seq_len)
+    return min(e.total_gb for e in lean) if lean else 0.0
 
 
 def no_fit(facts: Facts, cands: list[gen.Candidate], recipe: str | None = None) -> dict[str, Any]:

@@ -41,12 +41,13 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
     What does not depend on fitting is dropped first: a requirement the hardware lacks, a recipe no engine
     serves, a rule's drop that reads no fitted fact (optimizer, strategy, memory) and, with ``useful_seq``
     (the model ranking's shortest useful fine-tune), a training recipe that cannot fit at that length even
-    at its leanest. ``best_only``: only the best that ``keep`` would keep matters (the model ranking), and
-    only if it scores ``at_least``. Candidates are then judged in the order of the most they could score once
-    fitted (``scoring.optimistic``), and judging stops when none left could beat the best kept so far or
-    reach ``at_least``: the same best, fitting a few of ~50 candidates."""
+    at its leanest (one fitted below it is dropped after fitting). ``best_only``: only the best that ``keep``
+    would keep matters (the model ranking), and only if it scores ``at_least``. Candidates are then judged in
+    the order of the most they could score once fitted (``scoring.optimistic``), and judging stops when none
+    left could beat the best kept so far or reach ``at_least``: the same best, fitting a few of ~50."""
     queue: list[tuple[gen.Candidate, bool]] = []
     seen: set[str] = set()
+    floors: dict[str, float] = {}  # with useful_seq: a floor under each training candidate's memory there
     early = [(r, d) for r in run.fired for d in r.drop
              if not any(p == "*" or p.startswith(FITTED_FACTS) for p in reads(d.get("when")))]
     for cand in cands:
@@ -66,16 +67,19 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
             if why_drop:
                 run.dropped.append((cand.name, "; ".join(why_drop)))
                 continue
-        if useful_seq and not fitting.could_fit_at(run.facts, cand, useful_seq):
-            run.dropped.append((cand.name, f"does not fit at {useful_seq} training tokens with "
-                                           f"{run.facts.margin:.0%} kept free, even at its leanest"))
-            continue
+        if useful_seq:
+            lean = fitting.leanest(run.facts, cand, useful_seq)
+            if not fitting.could_fit_at(run.facts, cand, useful_seq, lean):
+                run.dropped.append((cand.name, f"does not fit at {useful_seq} training tokens with "
+                                               f"{run.facts.margin:.0%} kept free, even at its leanest"))
+                continue
+            floors[cand.name] = min((e.total_gb for e in lean), default=0.0)
         queue.append((cand, cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)))
     run.viable = len(queue)
     if best_only:
         bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": c.facts()},
-                             fitting.least_gb(run.facts, c)) - (engines.HF_ONLY_POINTS if hf_only else 0.0)
-                  for c, hf_only in queue]
+                             floors[c.name] if c.name in floors else fitting.least_gb(run.facts, c))
+                  - (engines.HF_ONLY_POINTS if hf_only else 0.0) for c, hf_only in queue]
         order = sorted(range(len(queue)), key=lambda i: -bounds[i])
         queue = [queue[i] for i in order]
         bounds = [bounds[i] for i in order]
@@ -84,7 +88,7 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
     for index, (cand, hf_only) in enumerate(queue):
         if best_only and bounds[index] < max(best, at_least):
             break
-        judged = judge_one(run, cand, hf_only, registry)
+        judged = judge_one(run, cand, hf_only, registry, useful_seq)
         if judged is not None:
             scored.append(judged)
             if judged[3] or judged[1].keep_if_unfit:
@@ -92,7 +96,9 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
     return scored
 
 
-def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry) -> Scored | None:
+def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
+              useful_seq: int | None = None) -> Scored | None:
+    """Fit, drop or score one candidate; with ``useful_seq``, a fine-tune fitted below it is dropped."""
     if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
         cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
     elif cand.memory is None:  # generated without an estimate (best_only judges a few)
@@ -100,6 +106,9 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry) 
     wanted_seq = cand.setup.seq_len
     cand, fitted = fit(run.facts, cand, registry)
     assert cand.memory is not None
+    if useful_seq and cand.method != "infer" and cand.setup.seq_len < useful_seq:
+        run.dropped.append((cand.name, f"fits only at {cand.setup.seq_len} training tokens, below {useful_seq}"))
+        return None
     cf = {**run.fdict, "candidate": cand.facts()}
     why_drop = [f"[{r.id}] {d.get('reason', '')}" for r in run.fired for d in r.drop
                 if any(p == "*" or p.startswith(FITTED_FACTS) for p in reads(d.get("when")))
