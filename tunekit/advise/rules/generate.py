@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tunekit.advise.estimate import QUANTS, Setup
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines
+from tunekit.core.kinds import Requirements
 from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
@@ -43,10 +44,14 @@ class PackageCache:
 
     missing: dict[type[Plugin], list[str]] = field(default_factory=dict)
     kept: dict[Any, Any] = field(default_factory=dict)
+    absent: dict[str, bool] = field(default_factory=dict)  # import name -> not installed (plugins share many)
 
     def of(self, cls: type[Plugin]) -> list[str]:
         if cls not in self.missing:
-            self.missing[cls] = cls.requires.missing_packages()
+            for name in cls.requires.packages:
+                if name not in self.absent:
+                    self.absent[name] = bool(Requirements(packages=(name,)).missing_packages())
+            self.missing[cls] = [name for name in cls.requires.packages if self.absent[name]]
         return self.missing[cls]
 
 

@@ -48,6 +48,7 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
     queue: list[tuple[gen.Candidate, bool]] = []
     seen: set[str] = set()
     floors: dict[str, float] = {}  # with useful_seq: a floor under each training candidate's memory there
+    facts: dict[str, dict[str, Any]] = {}  # each candidate's facts as generated (what rules read)
     early = [(r, d) for r in run.fired for d in r.drop
              if not any(p == "*" or p.startswith(FITTED_FACTS) for p in reads(d.get("when")))]
     for cand in cands:
@@ -61,8 +62,9 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
         if unserved:  # a serving recipe no engine (or not the asked one) reads as it writes it
             run.dropped.append((cand.name, unserved))
             continue
+        facts[cand.name] = cand.facts()
         if early:
-            cf = {**run.fdict, "candidate": cand.facts()}
+            cf = {**run.fdict, "candidate": facts[cand.name]}
             why_drop = [f"[{r.id}] {d.get('reason', '')}" for r, d in early if evaluate(d.get("when"), cf)]
             if why_drop:
                 run.dropped.append((cand.name, "; ".join(why_drop)))
@@ -77,7 +79,7 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
         queue.append((cand, cand.method == "infer" and not run.facts.engine and engines.only_hf(cand)))
     run.viable = len(queue)
     if best_only:
-        bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": c.facts()},
+        bounds = [optimistic(run.facts, c, run.levers, run.fired, {**run.fdict, "candidate": facts[c.name]},
                              floors[c.name] if c.name in floors else fitting.least_gb(run.facts, c))
                   - (engines.HF_ONLY_POINTS if hf_only else 0.0) for c, hf_only in queue]
         order = sorted(range(len(queue)), key=lambda i: -bounds[i])
