@@ -110,3 +110,24 @@ def test_may_hold_is_unknown_only_where_a_candidate_or_a_plugin_predicate_decide
     assert may_hold({"not": {"fact": "candidate.bits", "op": "le", "value": 4.6}}, facts)
     assert may_hold({"predicate": "some_plugin:check"}, facts)
     assert not may_hold({"fact": "model.params_b", "op": "gt", "value": 40}, facts)
+
+
+def test_when_no_fine_tune_can_fit_no_candidate_could(registry: Registry) -> None:
+    """``any_fine_tune_fits_at`` is a floor under every training candidate's leanest estimate: when it says
+    no, building the candidates would find none that could fit at that length (so the ranking skips it)."""
+    from tunekit.advise.rules.fitting import any_fine_tune_fits_at
+
+    rules = load_rules(registry)
+    refused = 0
+    for vram, model in ((24, "qwen3-32b"), (24, "gemma-3-27b"), (8, "llama-3.1-8b"), (12, "phi-4"),
+                        (16, "mistral-small-24b"), (48, "llama-3.1-70b")):
+        facts = Facts(hardware=resolve_hardware(vram=vram, ram=64), model=resolve_model(model))
+        run, _ = engine._diagnose(facts, rules)
+        cache = generate.PackageCache()
+        if any_fine_tune_fits_at(facts, engine._trainable_bases(run, registry, cache), models.USEFUL_SEQ):
+            continue
+        refused += 1
+        cands = generate.generate(facts, registry, run.levers, run.settings, cache)
+        scored = engine.judge(run, cands, registry, useful_seq=models.USEFUL_SEQ)
+        assert not scored, (model, vram, [s[1].name for s in scored])
+    assert refused >= 3

@@ -119,19 +119,26 @@ def evaluate(cond: Any, facts: dict[str, Any]) -> bool:
     return ok
 
 
-def may_hold(cond: Any, facts: dict[str, Any], unknown: tuple[str, ...] = ("candidate.",)) -> bool:
-    """Whether ``cond`` could hold once the facts under the ``unknown`` paths are known: what reads them (or
-    a plugin's predicate, which may) counts as possibly true, the rest is evaluated. Never False where
-    ``evaluate`` with those facts filled in would be True (bounds on scores rely on it)."""
+def may_hold(cond: Any, facts: dict[str, Any], unknown: tuple[str, ...] = ("candidate.",),
+             known: frozenset[str] = frozenset()) -> bool:
+    """Whether ``cond`` could hold once the facts under the ``unknown`` paths (but the ``known`` ones) are
+    known: what reads them (or a plugin's predicate, which may) counts as possibly true, the rest is
+    evaluated. Never False where ``evaluate`` with those facts filled in would be True (bounds rely on it)."""
     if cond is None:
         return True
     if "all" in cond:
-        return all(may_hold(c, facts, unknown) for c in cond["all"])
+        return all(may_hold(c, facts, unknown, known) for c in cond["all"])
     if "any" in cond:
-        return any(may_hold(c, facts, unknown) for c in cond["any"])
-    if any(path == "*" or path.startswith(unknown) for path in reads(cond)):
+        return any(may_hold(c, facts, unknown, known) for c in cond["any"])
+    if any(path == "*" or (path.startswith(unknown) and path not in known) for path in reads(cond)):
         return True
     return evaluate(cond, facts)
+
+
+def must_hold(cond: Any, facts: dict[str, Any], unknown: tuple[str, ...] = ("candidate.",),
+              known: frozenset[str] = frozenset()) -> bool:
+    """Whether ``cond`` holds whatever the facts under ``unknown`` (but the ``known`` ones) turn out to be."""
+    return cond is not None and not may_hold({"not": cond}, facts, unknown, known)
 
 
 #: The fact paths each built-in predicate reads

@@ -19,9 +19,10 @@ from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_byt
 from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom
+from tunekit.advise.rules import fitting
+from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom, must_hold
 from tunekit.advise.rules.fitting import no_fit
-from tunekit.advise.rules.generate import PackageCache, generate, serves
+from tunekit.advise.rules.generate import PackageCache, generate, quantizer_options, serves
 from tunekit.advise.rules.judging import Run, judge, keep
 from tunekit.advise.rules.scoring import Scored, ceiling, diverse
 from tunekit.core.errors import RecipeError
@@ -279,6 +280,23 @@ def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[Ru
     return evolve(run, dropped=[]), trace
 
 
+def _trainable_bases(run: Run, registry: Registry, cache: PackageCache) -> list[Any]:
+    """The quantized bases a fine-tune candidate may use: each trainable quantizer variant but those a rule
+    drops whatever the adapter (a base below 4 bits, unless the rules say otherwise)."""
+    known = frozenset({"candidate.method", "candidate.bits", "candidate.quantizer", "candidate.calibration",
+                       "candidate.group_size"})
+    drops = [d.get("when") for r in run.fired for d in r.drop]
+    bases = []
+    for inst, _params, _cost in quantizer_options(registry, run.facts, run.settings, trainable_only=True, cache=cache):
+        spec = gen.quant_spec_of(inst)
+        cf = {**run.fdict, "candidate": {"method": "qlora", "bits": round(spec.bits, 3), "quantizer": inst.name,
+                                          "calibration": inst.requires.calibration,
+                                          "group_size": getattr(inst.params, "group_size", None)}}
+        if not any(must_hold(when, cf, ("candidate.",), known) for when in drops):
+            bases.append(spec)
+    return bases
+
+
 def best_possible(facts: Facts, rules: list[Rule], fastest: float, cache: PackageCache | None = None) -> float:
     """The most points ``recommend`` could give any recipe for ``facts``: ``scoring.ceiling`` over the rules
     that fire for them (``fastest``: ``generate.fastest_decode`` of the registry)."""
@@ -291,13 +309,20 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
               at_least: float = float("-inf")) -> Result:
     """Rank recipes for ``facts``; pure: the same inputs give the same output. ``cache`` may be shared by
     calls over the same registry (the model ranking asks once per catalog model). With ``useful_seq``
-    (the model ranking's shortest useful fine-tune), when no candidate could fit at that length even at
-    its leanest, is dropped before anything is fitted. ``best_only`` (with ``top=1``): the
+    (the model ranking's shortest useful fine-tune), a training candidate that cannot fit at that length
+    even at its leanest is dropped before anything is fitted, and when no fine-tune of the model can, no
+    candidate is built. ``best_only`` (with ``top=1``): the
     same first recommendation, judging only the candidates that could beat it (``dropped`` and
     ``below_top`` then list only those judged), and none when no recipe could score ``at_least``."""
     cache = cache or PackageCache()
     run, trace = _diagnosed(facts, rules, cache)
     notes = _notes(run, registry)
+    if useful_seq and not serves(facts, run.levers) and not fitting.any_fine_tune_fits_at(
+            facts, _trainable_bases(run, registry, cache), useful_seq):
+        why = f"no fine-tune can fit at {useful_seq} training tokens with {facts.margin:.0%} kept free"
+        return Result(facts=run.fdict, recommendations=[], notes=[*notes, why], trace=trace,
+                      dropped=[("every fine-tune", f"does not fit at {useful_seq} training tokens, even at its "
+                                                   "leanest on its lightest base")])
     cands = generate(facts, registry, run.levers, run.settings, cache,
                      estimated=not (best_only and top == 1))
     scored = judge(run, cands, registry, best_only=best_only and top == 1, at_least=at_least, useful_seq=useful_seq)

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import FITS_QUANTILE, GB, Estimate, band, estimate, fits_bytes, weight_bytes
+from tunekit.advise.estimate import (
+    FITS_QUANTILE,
+    GB,
+    QUANTS,
+    Estimate,
+    QuantSpec,
+    Setup,
+    band,
+    estimate,
+    fits_bytes,
+    weight_bytes,
+)
 from tunekit.advise.hardware import GPUS, smallest_gpu_fitting
 from tunekit.advise.limits import max_seq_len
 from tunekit.advise.rules import candidates as gen
@@ -262,6 +273,21 @@ def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int, lean: list[Est
         return True
     return any(fits_bytes(e) / GB * (1 + facts.margin) <= facts.budget_gb()
                for e in (lean if lean is not None else leanest(facts, cand, seq_len)))
+
+
+def any_fine_tune_fits_at(facts: Facts, bases: list[QuantSpec], seq_len: int) -> bool:
+    """Whether any fine-tune of the model could fit (the margin kept free) at ``seq_len`` tokens: a floor
+    under every training candidate's ``leanest`` estimate there is a LoRA with no trainable parameters and no
+    dropout copies on the leanest base a candidate may use (16-bit or one of ``bases``), micro-batch 1,
+    paged 8-bit AdamW, sharded over the GPUs when there are several (a full fine-tune needs more than that
+    LoRA on its 16-bit weights). False, and no candidate needs building."""
+    gpus = max(facts.hardware.gpus, 1)
+    floor = Setup(method="lora", trainable_params=0, lora_dropout=False, optimizer="paged-adamw-8bit", batch=1,
+                  seq_len=seq_len, gpus=gpus)
+    setups = [evolve(floor, quant=q, method="qlora" if q.bits < 16 else "lora") for q in [QUANTS["bf16"], *bases]]
+    if gpus >= 2:
+        setups += [evolve(s, strategy="fsdp") for s in setups]
+    return any(fits_bytes(estimate(facts.model, s)) / GB * (1 + facts.margin) <= facts.budget_gb() for s in setups)
 
 
 def least_gb(facts: Facts, cand: gen.Candidate, seq_len: int = 256) -> float:
