@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from tunekit.core.errors import RecipeError, UnknownPluginError, did_you_mean, excerpt
@@ -34,6 +33,7 @@ from tunekit.core.recipe_files import (
     cut,
     find_recipe,
     is_file,
+    is_yaml_error,
     list_recipes,
     parse_yaml,
     read_document,
@@ -129,7 +129,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
             raise RecipeError(f"empty key segment in {excerpt(key)}", source=source, key=cut(key))
         try:
             value = parse_yaml(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except Exception as exc:  # not YAML: the text as it is
+            if not is_yaml_error(exc):
+                raise
             value = raw
         check_size(value, source=source, what=f"value of {excerpt(key, 60)}")
         if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):

@@ -7,10 +7,9 @@ aliases expand, after ``extends`` and ``--set``) at most :data:`MAX_NODES` value
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from tunekit.core.errors import RecipeError, excerpt
 from tunekit.core.resources import shipped_recipe_dir
@@ -23,7 +22,6 @@ RECIPE_SUFFIXES = (".yaml", ".yml", ".toml")
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 20_000
 MAX_CHARS = 2_000_000
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Errors PyYAML's constructors raise for a well-formed but meaningless tag (``!!bool maybe``, ``!!int x``).
 _CONSTRUCT_ERRORS = (KeyError, ValueError, TypeError, OverflowError, RecursionError)
 
@@ -59,10 +57,21 @@ def cut(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def is_yaml_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is PyYAML's parse error (``parse_yaml`` imports PyYAML before it can raise one)."""
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(exc, yaml.YAMLError)
+
+
 def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` (libyaml's when built in) with a constructor's failure on a tag as a YAMLError."""
+    """``yaml.safe_load`` (libyaml's when built in) with a constructor's failure on a tag as a YAMLError.
+
+    PyYAML is imported here, on the first parse: a command that reads no YAML file (``tunekit recommend``
+    validating the recipes it builds) does not pay its ~10 ms import."""
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_SAFE_LOADER)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         raise
     except _CONSTRUCT_ERRORS as exc:
@@ -94,6 +103,8 @@ def read_document(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise RecipeError(f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}",
                           source=source) from None
+    import yaml  # here, not at the top: building and validating recipes in memory reads no YAML
+
     try:
         if path.suffix == ".toml":
             import tomllib  # only for TOML recipes: every command reads this module

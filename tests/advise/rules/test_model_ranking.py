@@ -113,10 +113,8 @@ def test_may_hold_is_unknown_only_where_a_candidate_or_a_plugin_predicate_decide
 
 
 def test_when_no_fine_tune_can_fit_no_candidate_could(registry: Registry) -> None:
-    """``any_fine_tune_fits_at`` is a floor under every training candidate's leanest estimate: when it says
-    no, building the candidates would find none that could fit at that length (so the ranking skips it)."""
-    from tunekit.advise.rules.fitting import any_fine_tune_fits_at
-
+    """``fine_tune_floor_fits`` is a floor under every training candidate's leanest estimate: when no base a
+    candidate may use passes it, building the candidates finds none that could fit there (the ranking skips)."""
     rules = load_rules(registry)
     refused = 0
     for vram, model in ((24, "qwen3-32b"), (24, "gemma-3-27b"), (8, "llama-3.1-8b"), (12, "phi-4"),
@@ -124,7 +122,7 @@ def test_when_no_fine_tune_can_fit_no_candidate_could(registry: Registry) -> Non
         facts = Facts(hardware=resolve_hardware(vram=vram, ram=64), model=resolve_model(model))
         run, _ = engine._diagnose(facts, rules)
         cache = generate.PackageCache()
-        if any_fine_tune_fits_at(facts, engine._trainable_bases(run, registry, cache), models.USEFUL_SEQ):
+        if engine._any_fine_tune_fits(run, registry, cache, models.USEFUL_SEQ):
             continue
         refused += 1
         cands = generate.generate(facts, registry, run.levers, run.settings, cache)

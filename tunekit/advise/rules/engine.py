@@ -280,21 +280,25 @@ def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[Ru
     return evolve(run, dropped=[]), trace
 
 
-def _trainable_bases(run: Run, registry: Registry, cache: PackageCache) -> list[Any]:
-    """The quantized bases a fine-tune candidate may use: each trainable quantizer variant but those a rule
-    drops whatever the adapter (a base below 4 bits, unless the rules say otherwise)."""
+def _any_fine_tune_fits(run: Run, registry: Registry, cache: PackageCache, seq_len: int) -> bool:
+    """Whether a fine-tune candidate could fit at ``seq_len`` on some base it may use (``fitting.
+    fine_tune_floor_fits``): 16-bit, or a trainable quantizer's variant that no rule drops whatever the
+    adapter (a base below 4 bits, unless the rules say otherwise; asked only of bases that fit)."""
+    if fitting.fine_tune_floor_fits(run.facts, QUANTS["bf16"], seq_len):
+        return True
     known = frozenset({"candidate.method", "candidate.bits", "candidate.quantizer", "candidate.calibration",
                        "candidate.group_size"})
     drops = [d.get("when") for r in run.fired for d in r.drop]
-    bases = []
     for inst, _params, _cost in quantizer_options(registry, run.facts, run.settings, trainable_only=True, cache=cache):
         spec = gen.quant_spec_of(inst)
+        if not fitting.fine_tune_floor_fits(run.facts, spec, seq_len):
+            continue
         cf = {**run.fdict, "candidate": {"method": "qlora", "bits": round(spec.bits, 3), "quantizer": inst.name,
                                           "calibration": inst.requires.calibration,
                                           "group_size": getattr(inst.params, "group_size", None)}}
         if not any(must_hold(when, cf, ("candidate.",), known) for when in drops):
-            bases.append(spec)
-    return bases
+            return True
+    return False
 
 
 def best_possible(facts: Facts, rules: list[Rule], fastest: float, cache: PackageCache | None = None) -> float:
@@ -317,8 +321,7 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
     cache = cache or PackageCache()
     run, trace = _diagnosed(facts, rules, cache)
     notes = _notes(run, registry)
-    if useful_seq and not serves(facts, run.levers) and not fitting.any_fine_tune_fits_at(
-            facts, _trainable_bases(run, registry, cache), useful_seq):
+    if useful_seq and not serves(facts, run.levers) and not _any_fine_tune_fits(run, registry, cache, useful_seq):
         why = f"no fine-tune can fit at {useful_seq} training tokens with {facts.margin:.0%} kept free"
         return Result(facts=run.fdict, recommendations=[], notes=[*notes, why], trace=trace,
                       dropped=[("every fine-tune", f"does not fit at {useful_seq} training tokens, even at its "

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from tunekit.advise.estimate import (
     FITS_QUANTILE,
     GB,
-    QUANTS,
     Estimate,
     QuantSpec,
     Setup,
@@ -275,18 +274,15 @@ def could_fit_at(facts: Facts, cand: gen.Candidate, seq_len: int, lean: list[Est
                for e in (lean if lean is not None else leanest(facts, cand, seq_len)))
 
 
-def any_fine_tune_fits_at(facts: Facts, bases: list[QuantSpec], seq_len: int) -> bool:
-    """Whether any fine-tune of the model could fit (the margin kept free) at ``seq_len`` tokens: a floor
-    under every training candidate's ``leanest`` estimate there is a LoRA with no trainable parameters and no
-    dropout copies on the leanest base a candidate may use (16-bit or one of ``bases``), micro-batch 1,
-    paged 8-bit AdamW, sharded over the GPUs when there are several (a full fine-tune needs more than that
-    LoRA on its 16-bit weights). False, and no candidate needs building."""
+def fine_tune_floor_fits(facts: Facts, base: QuantSpec, seq_len: int) -> bool:
+    """Whether the floor under every fine-tune candidate on ``base`` fits (the margin kept free) at
+    ``seq_len`` tokens: a LoRA with no trainable parameters and no dropout copies, micro-batch 1, paged 8-bit
+    AdamW, sharded over the GPUs when there are several (a full fine-tune needs more than that LoRA on its
+    16-bit weights). False for every base a candidate may use: no candidate needs building."""
     gpus = max(facts.hardware.gpus, 1)
-    floor = Setup(method="lora", trainable_params=0, lora_dropout=False, optimizer="paged-adamw-8bit", batch=1,
-                  seq_len=seq_len, gpus=gpus)
-    setups = [evolve(floor, quant=q, method="qlora" if q.bits < 16 else "lora") for q in [QUANTS["bf16"], *bases]]
-    if gpus >= 2:
-        setups += [evolve(s, strategy="fsdp") for s in setups]
+    floor = Setup(method="qlora" if base.bits < 16 else "lora", quant=base, trainable_params=0, lora_dropout=False,
+                  optimizer="paged-adamw-8bit", batch=1, seq_len=seq_len, gpus=gpus)
+    setups = [floor, evolve(floor, strategy="fsdp")] if gpus >= 2 else [floor]
     return any(fits_bytes(estimate(facts.model, s)) / GB * (1 + facts.margin) <= facts.budget_gb() for s in setups)
 
 
