@@ -99,15 +99,15 @@ class ModelArch:
         return memo[key]  # type: ignore[no-any-return]
 
     def linear_params_per_layer(self, active_only: bool = False) -> int:
-        return self._active_linear_params if active_only else self._linear_params
+        return self._counts[1 if active_only else 0]
 
     @cached_property
-    def _linear_params(self) -> int:
-        return self._count_linear_params(False)
-
-    @cached_property
-    def _active_linear_params(self) -> int:
-        return self._count_linear_params(True)
+    def _counts(self) -> tuple[int, int, int, int]:
+        """Linear parameters per layer, the active ones, all parameters, the active ones: the facts are frozen,
+        so they are counted once (the recommender asks thousands of times a run)."""
+        linear, active = self._count_linear_params(False), self._count_linear_params(True)
+        rest = self.embedding_params() + self.layers * 2 * self.hidden + self.hidden  # embeddings, norms
+        return linear, active, self.layers * linear + rest, self.layers * active + rest
 
     def _count_linear_params(self, active_only: bool) -> int:
         total = 0
@@ -125,21 +125,8 @@ class ModelArch:
         return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
 
     def param_count(self, active_only: bool = False) -> int:
-        """Total parameters: linears, embeddings and the RMSNorm weights (counted once per instance, like
-        ``derived``: the facts are frozen)."""
-        return self._active_params if active_only else self._params
-
-    def _count_params(self, active_only: bool) -> int:
-        norms = self.layers * 2 * self.hidden + self.hidden
-        return self.layers * self.linear_params_per_layer(active_only) + self.embedding_params() + norms
-
-    @cached_property
-    def _params(self) -> int:
-        return self._count_params(False)
-
-    @cached_property
-    def _active_params(self) -> int:
-        return self._count_params(True)
+        """Total parameters: linears, embeddings and the RMSNorm weights."""
+        return self._counts[3 if active_only else 2]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
