@@ -168,11 +168,8 @@ def fits(est: Estimate, budget_gb: float) -> bool:
 
 def default_lora_params(arch: ModelArch, r: int = 16, targets: tuple[str, ...] = ALL_LINEAR) -> int:
     """LoRA trainable params = r·Σ(d_in + d_out) over targeted modules x layers (docs/reference.md, Adapters)."""
-    def count() -> int:
-        shapes = arch.linear_shapes()
-        return arch.layers * sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
-
-    return arch.derived(("lora_params", r, targets), count)
+    shapes = arch.linear_shapes()
+    return arch.layers * sum(r * (shapes[m][0] + shapes[m][1]) * arch.module_copies(m) for m in targets)
 
 
 def _embedding_counts(arch: ModelArch) -> tuple[int, int]:
@@ -235,11 +232,8 @@ def norm_upcast_bytes_per_token(arch: ModelArch) -> float:
 def lora_dropout_bytes_per_token(arch: ModelArch, targets: tuple[str, ...]) -> float:
     """PEFT's LoRA applies its own dropout to each adapted module's input and keeps the bf16 result for backward
     (lora_A's gradient needs it): 2 bytes x d_in per targeted module."""
-    def count() -> int:
-        shapes = arch.linear_shapes()
-        return sum(2 * shapes[m][0] for m in targets if m in shapes)
-
-    return arch.derived(("dropout_bytes", targets), count)
+    shapes = arch.linear_shapes()
+    return sum(2 * shapes[m][0] for m in targets if m in shapes)
 
 
 def quantized_input_bytes_per_token(arch: ModelArch) -> float:

@@ -8,15 +8,12 @@ without loading a single weight.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tunekit.core.errors import UsageError
-
-T = TypeVar("T")
 
 #: Linear modules of one Llama-style decoder layer, grouped the way users name them.
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -90,14 +87,6 @@ class ModelArch:
         return list(targets)
 
     # -- counts ---------------------------------------------------------------------------
-    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """A number derived from these frozen facts, computed once per instance: the recommender asks the
-        estimator for the same counts thousands of times a run. Kept beside the fields, outside eq/hash."""
-        memo: dict[Hashable, Any] = self.__dict__.setdefault("_derived", {})
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]  # type: ignore[no-any-return]
-
     def linear_params_per_layer(self, active_only: bool = False) -> int:
         return self._counts[1 if active_only else 0]
 

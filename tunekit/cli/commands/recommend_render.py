@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
+
+from tunekit.core.render import terminal_width, text_table, wrap
+
 if TYPE_CHECKING:
     from tunekit.advise.rules.engine import Facts, Recommendation, Result
     from tunekit.advise.rules.models import ModelPick
@@ -85,22 +89,12 @@ class Printer:
     they are so they copy and run; no rich: ``tunekit recommend`` is a command people run to start."""
 
     def __init__(self) -> None:
-        from tunekit.core.render import terminal_width
-
         self.width = terminal_width()
 
     def print(self, text: str = "", *, soft_wrap: bool = False) -> None:
-        import click
-
-        from tunekit.core.render import wrap
-
         click.echo(text if soft_wrap else wrap(text, self.width))
 
     def table(self, columns: list[str], rows: list[list[str]]) -> None:
-        import click
-
-        from tunekit.core.render import text_table
-
         click.echo(text_table(columns, rows, width=self.width))
 
 
