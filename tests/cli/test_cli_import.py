@@ -127,3 +127,23 @@ def test_a_command_imports_only_its_own_command_module() -> None:
     loaded = result.stderr.strip().splitlines()[-1]
     assert "recommend_cmd" in loaded  # the probe works
     assert "_cmd" not in loaded.replace("recommend_cmd", ""), loaded
+
+
+def test_the_click_group_resolves_from_the_package_in_a_fresh_process() -> None:
+    """``from tunekit.cli import cli`` (where the group lived before the wings) imports, once, without recursing."""
+    probe = ("from tunekit.cli import cli\nimport tunekit.cli.main as m\n"
+             "assert cli is m.cli and callable(m.main)\nprint(cli.name)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "cli"
+
+
+def test_main_freezes_the_collector_as_the_command_ends_and_exits_with_its_code() -> None:
+    """``main()`` leaves what the command built to reference counting at exit (no last full collection), and
+    the command's exit code and output are unchanged by it."""
+    probe = ("import gc, sys\nfrom tunekit.cli.main import main\n"
+             "sys.argv = ['tunekit', 'validate', 'no-such-recipe.yaml']\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n"
+             "    print(gc.get_freeze_count() > 0, exc.code, file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stderr.strip().splitlines()[-1] == "True 2", result.stderr[-2000:]
