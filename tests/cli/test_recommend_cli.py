@@ -54,6 +54,29 @@ def test_write_recipes_validate(fake_registry: plugins.Registry, tmp_path: Path)
     assert checked.output.count("ok: ") == len(files)
 
 
+def test_write_never_overwrites_an_edited_recipe(fake_registry: plugins.Registry, tmp_path: Path) -> None:
+    """Re-running ``--write`` into the same folder is harmless; a recipe edited since is kept, and the command
+    says which file stopped it before writing any."""
+    out = tmp_path / "recipes"
+    args = ["recommend", "--vram", "24", "--model", "llama-3.1-8b", "--write", str(out)]
+    assert invoke(*args).exit_code == 0
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) >= 2
+    before = {p: p.read_text() for p in files}
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert {p: p.read_text() for p in files} == before
+    edited = files[1]
+    edited.write_text(before[edited] + "# my own change\n")
+    files[0].unlink()
+    refused = invoke(*args)
+    assert refused.exit_code == 2
+    assert edited.name in refused.output and "not overwriting" in refused.output
+    assert edited.read_text().endswith("# my own change\n")
+    assert not files[0].exists()  # refused before writing anything
+    assert not list(out.glob(".*.tmp"))
+
+
 def test_list_symptoms_and_unknown_symptom(fake_registry: plugins.Registry) -> None:
     listed = invoke("recommend", "--list-symptoms")
     assert listed.exit_code == 0

@@ -158,24 +158,44 @@ def rank(registry: Any, rules: Any, base: Facts, *, task: str, latency_ms: float
 
 
 def write_recipes(recs: Result | list[Recommendation], directory: Path) -> list[Path]:
-    """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``."""
+    """Save each recommendation's recipe (only the keys it sets) as ``NN-name.yaml``.
+
+    Nothing is written over a file that says something else: a recipe kept under version control and edited
+    since an earlier ``--write`` would be lost, so the command stops (exit 2) naming the files, before it writes
+    any. A file with the same text is left as it is (re-running is harmless), and each file is written whole
+    (a temporary file renamed into place), so an interrupted write never leaves half a recipe."""
     import yaml
 
     from tunekit.advise.rules.engine import recipe_file
 
-    paths = []
+    texts = {}
+    for index, rec in enumerate(recs.recommendations if not isinstance(recs, list) else recs):
+        rec = replace(rec, rank=index + 1)
+        header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
+        texts[directory / recipe_file(rec)] = header + yaml.safe_dump(rec.recipe, sort_keys=False)
     try:
+        differing = [path for path, text in texts.items() if path.exists() and _read(path) != text]
+        if differing:
+            names = ", ".join(path.name for path in differing)
+            raise UsageError(f"--write {directory}: {names} already exist with other content; not overwriting "
+                             "(move them away, or write to another directory)")
         directory.mkdir(parents=True, exist_ok=True)
-        for index, rec in enumerate(recs.recommendations if not isinstance(recs, list) else recs):
-            rec = replace(rec, rank=index + 1)
-            path = directory / recipe_file(rec)
-            header = f"# tunekit recommend: rank {rec.rank}, ~{rec.to_dict()['memory']['total_gb']} GB\n"
-            path.write_text(header + yaml.safe_dump(rec.recipe, sort_keys=False), encoding="utf-8")
-            paths.append(path)
+        for path, text in texts.items():
+            if not path.exists():
+                temporary = path.with_name(f".{path.name}.tmp")
+                temporary.write_text(text, encoding="utf-8")
+                temporary.replace(path)
     except OSError as exc:  # /proc, a read-only or full disk, a parent that is a file
         raise TunekitError(f"--write {directory}: cannot write {exc.filename or directory}: "
                            f"{exc.strerror or exc}") from None
-    return paths
+    return list(texts)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, IsADirectoryError):
+        return None
 
 
 def name_written(no_fit: dict[str, Any], recs: list[Recommendation], written: list[Path]) -> None:
