@@ -1,7 +1,10 @@
 """Estimator vs 184 published, measured peaks (bench/data/vram_calibration.json), and recommend's cold start.
 
 Run: ``python bench/estimator.py`` (``--fit`` first re-fits the estimator's fitted constants on the set and
-prints them; paste them into tunekit/advise/estimate.py). Writes ``bench/results/estimator-cpu.json`` and ``.md``.
+prints them; paste them into tunekit/advise/estimate.py; ``--baseline DIR`` also times the one-model
+recommend of an older checkout with its own ``.venv`` in the same rounds, e.g. the issue-19 commit:
+``git worktree add /tmp/af6d0d9 af6d0d9`` and a venv there). Writes ``bench/results/estimator-cpu.json`` and
+``.md``.
 
 Each point is translated into the ``Setup`` its source ran (engine, quantization format, LoRA rank and
 targets, checkpointing, GPUs and strategy, generated tokens) from the source's own facts, never from the
@@ -179,39 +182,57 @@ def fit(points: list[Point], rounds: int = 4) -> dict[str, float]:
 #: The commands timed: the design card's (no model: ranks the catalog) and one model's
 RECOMMEND = {"no_model": ["recommend", "--vram", "24"],
              "one_model": ["recommend", "--vram", "24", "--model", "llama-3.1-8b", "--goal", "finetune", "--json"]}
-#: The issue-19 bar: the one-model command at the issue's commit (af6d0d9, ``python -c "...from tunekit.cli
-#: import main; main()"`` with the same arguments, its own venv), min of 10 runs interleaved with today's
-#: commands on the 2-core CPU box: seconds without / with a bytecode cache. Recorded beside today's numbers;
-#: the bench cannot re-run that commit.
-ISSUE_TIME_ONE_MODEL_S = {"no_bytecode": 0.312, "bytecode": 0.261}
+#: The issue-19 bar when no ``--baseline`` is given: the one-model command at the issue's commit (af6d0d9),
+#: min of 10 runs interleaved with today's commands on the 2-core CPU box (``--baseline DIR`` measures it
+#: again): seconds without / with a bytecode cache.
+ISSUE_TIME_ONE_MODEL_S = {"no_bytecode": 0.305, "bytecode": 0.255}
+#: How the issue-time commit runs the same command (``tunekit.cli`` was a module then).
+_BASELINE_PROBE = ("import sys; sys.argv = ['tunekit', 'recommend', '--vram', '24', '--model', 'llama-3.1-8b', "
+                   "'--goal', 'finetune', '--json']; from tunekit.cli import main; main()")
 
 
-def _wall(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, env=env)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def time_recommend(runs: int = 5) -> dict[str, Any]:
+def time_recommend(runs: int = 10, baseline: Path | None = None) -> dict[str, Any]:
     """Wall time of fresh ``tunekit recommend`` processes, with no model and with one, and whether torch got
-    imported. Twice: as this environment runs Python (``PYTHONDONTWRITEBYTECODE`` set here, so every module
-    is compiled each time) and with a bytecode cache, as a wheel install runs (pip compiles at install)."""
+    imported. Each command runs twice a round: compiling tunekit's sources every time
+    (``PYTHONDONTWRITEBYTECODE``, as this environment runs an editable install) and with a bytecode cache, as
+    a wheel install runs (pip compiles at install). ``baseline``: a checkout of an older commit with its own
+    ``.venv`` (the issue's af6d0d9), whose one-model command runs in the same rounds, so load on the machine
+    weighs on both sides alike."""
     exe = str(Path(sys.executable).parent / "tunekit")
-    cached_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    cached_env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="tunekit-pyc-")  # not beside the sources
-    out: dict[str, Any] = {"runs": runs}
-    for name, args in RECOMMEND.items():
-        plain = _wall([exe, *args], runs)
-        _wall([exe, *args], 1, cached_env)  # writes the cache
-        cached = _wall([exe, *args], runs, cached_env)
-        out[name] = {"args": args, "min_s": round(min(plain), 3), "median_s": round(statistics.median(plain), 3),
-                     "bytecode_min_s": round(min(cached), 3)}
-    baseline = _wall([sys.executable, "-c", "pass"], runs)
-    help_times = _wall([exe, "--help"], runs)  # the CLI's own floor
-    help_uncached = _wall([exe, "--help"], runs, {**os.environ, "TUNEKIT_COMMAND_CACHE": "off"})
+    commands: dict[str, tuple[list[str], Path | None]] = {name: ([exe, *args], None)
+                                                          for name, args in RECOMMEND.items()}
+    if baseline is not None:
+        commands["issue_time_one_model"] = ([str(baseline / ".venv" / "bin" / "python"), "-c", _BASELINE_PROBE],
+                                            baseline)
+    base_env = {k: v for k, v in os.environ.items() if k not in {"PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"}}
+    envs = {"no_bytecode": {**base_env, "PYTHONDONTWRITEBYTECODE": "1"},
+            # the cache lives outside the sources, so neither checkout is left with __pycache__ folders
+            "bytecode": {**base_env, "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="tunekit-pyc-")}}
+    for argv, cwd in commands.values():  # writes the bytecode cache
+        subprocess.run(argv, check=True, capture_output=True, env=envs["bytecode"], cwd=cwd)
+    times: dict[tuple[str, str], list[float]] = {(c, e): [] for c in commands for e in envs}
+    for _ in range(runs):
+        for name, (argv, cwd) in commands.items():
+            for env_name, env in envs.items():
+                start = time.perf_counter()
+                subprocess.run(argv, check=True, capture_output=True, env=env, cwd=cwd)
+                times[(name, env_name)].append(time.perf_counter() - start)
+    out: dict[str, Any] = {"runs": runs, "baseline": str(baseline) if baseline else None}
+    for name in commands:
+        out[name] = {"args": RECOMMEND.get(name, RECOMMEND["one_model"]),
+                     **{f"{e}_{stat}_s": round(fn(times[(name, e)]), 3) for e in envs
+                        for stat, fn in (("min", min), ("median", statistics.median))}}
+    if baseline is None:
+        out["issue_time_one_model"] = {"recorded": True, **{f"{e}_min_s": v for e, v in ISSUE_TIME_ONE_MODEL_S.items()}}
+    walls: dict[str, list[float]] = {name: [] for name in ("pass", "help", "help_uncached")}
+    others: list[tuple[str, list[str], dict[str, str] | None]] = [
+        ("pass", [sys.executable, "-c", "pass"], None), ("help", [exe, "--help"], None),
+        ("help_uncached", [exe, "--help"], {**os.environ, "TUNEKIT_COMMAND_CACHE": "off"})]
+    for _ in range(runs):
+        for name, other, other_env in others:
+            start = time.perf_counter()
+            subprocess.run(other, check=True, capture_output=True, env=other_env)
+            walls[name].append(time.perf_counter() - start)
     heavy = set()
     for args in RECOMMEND.values():
         probe = ("import sys\nfrom tunekit.cli.main import main\n"
@@ -220,9 +241,9 @@ def time_recommend(runs: int = 5) -> dict[str, Any]:
                  "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n")
         done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
         heavy |= set(json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"')))
-    return {**out, "issue_time_one_model_s": ISSUE_TIME_ONE_MODEL_S,
-            "python_startup_min_s": round(min(baseline), 3), "tunekit_help_min_s": round(min(help_times), 3),
-            "tunekit_help_uncached_min_s": round(min(help_uncached), 3),
+    return {**out, "python_startup_min_s": round(min(walls["pass"]), 3),
+            "tunekit_help_min_s": round(min(walls["help"]), 3),
+            "tunekit_help_uncached_min_s": round(min(walls["help_uncached"]), 3),
             "imports_torch": bool(heavy), "heavy_modules": sorted(heavy), "load_average": os.getloadavg()[0]}
 
 
@@ -241,7 +262,8 @@ def main() -> None:
     fitted = fit(points) if "--fit" in sys.argv else None
     rows = evaluate(points)
     summary = summarize(rows)
-    timing = time_recommend()
+    baseline = Path(sys.argv[sys.argv.index("--baseline") + 1]) if "--baseline" in sys.argv else None
+    timing = time_recommend(baseline=baseline)
     timing["import_torch_min_s"] = time_torch_import()
     report = {"units": "GB = 1e9 bytes", "data": str(DATA.relative_to(DATA.parents[2])), "fitted": fitted,
               "constants": {k: getattr(E, k) for k in (*FITTED, "BAND_LOW", "BAND_HIGH", "CUDA_CONTEXT_GB",
@@ -261,17 +283,21 @@ def main() -> None:
     lines += [f"| {r['index']} | {r['model']} | {r['kind']} | {r['compare']} | {r['seq_len']} | {r['gpus']} | "
               f"{r['measured_gb']} | {r['estimate_gb']} | {r['low_gb']}-{r['high_gb']}"
               f"{'' if r['in_band'] else ' (out)'} | {r['error_pct']:+} |" for r in rows]
-    bar = timing["issue_time_one_model_s"]
-    lines += ["", "tunekit recommend cold start (min of "
-              f"{timing['runs']} fresh processes; load average {timing['load_average']:.1f}):", "",
+    lines += ["", "tunekit recommend cold start (fresh processes, min and median of "
+              f"{timing['runs']} interleaved rounds; load average {timing['load_average']:.1f}):", "",
               "| command | no bytecode cache (this environment) | with a bytecode cache (wheel install) |",
               "|---|---|---|"]
+    def cells(row: dict[str, Any]) -> str:
+        return " | ".join(f"{row[f'{e}_min_s']} s" + (f" (median {row[f'{e}_median_s']})" if f"{e}_median_s" in row
+                                                      else "") for e in ("no_bytecode", "bytecode"))
+
     for name in RECOMMEND:
-        row = timing[name]
-        lines.append(f"| `tunekit {' '.join(row['args'])}` | {row['min_s']} s | {row['bytecode_min_s']} s |")
-    lines += [f"| issue-time `--model` command (af6d0d9, measured interleaved) | {bar['no_bytecode']} s | "
-              f"{bar['bytecode']} s |", "",
-              f"python -c pass: {timing['python_startup_min_s']} s; python -c 'import torch': "
+        lines.append(f"| `tunekit {' '.join(timing[name]['args'])}` | {cells(timing[name])} |")
+    bar = timing["issue_time_one_model"]
+    where = ("af6d0d9; recorded, not run: pass `--baseline DIR`" if bar.get("recorded")
+             else f"`--baseline {timing['baseline']}`, same rounds")
+    lines.append(f"| issue-time `--model` command ({where}) | {cells(bar)} |")
+    lines += ["", f"python -c pass: {timing['python_startup_min_s']} s; python -c 'import torch': "
               f"{timing['import_torch_min_s']} s; tunekit --help: {timing['tunekit_help_min_s']} s with the cached "
               f"plugin-command listing, {timing['tunekit_help_uncached_min_s']} s without; "
               f"imports torch: {timing['imports_torch']}"]
