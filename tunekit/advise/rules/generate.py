@@ -98,7 +98,9 @@ def _quantizer_options(registry: Registry, facts: Facts, settings: Settings, tra
         variants = gen.quantizer_variants(cls, facts.model, settings.get("quantizer", {}))  # type: ignore[arg-type]
         default_bits = float(variants[0][0].bits_per_weight()) if variants else None
         for inst, params in variants:
-            if trainable_only and gen.memory_bits(inst) >= 16:  # a base that saves no memory is no QLoRA
+            # a quantizer whose output saves no memory (RTN's fake-quant: rounded weights kept in 16 bits, a
+            # quality measurement) is no QLoRA base and no way to serve: as-is reads the same bytes, unrounded
+            if gen.memory_bits(inst) >= 16:
                 continue
             out.append((inst, params, gen.quality_cost(inst, default_bits, float(inst.bits_per_weight()))))
     return out
