@@ -12,6 +12,7 @@ from tunekit.advise.hardware import (
     match_gpu_name,
     parse_nvidia_smi,
     resolve_hardware,
+    slowest_card_of_size,
     smallest_gpu_fitting,
 )
 from tunekit.core.errors import UsageError
@@ -92,3 +93,16 @@ def test_smallest_gpu_fitting() -> None:
     gpu = smallest_gpu_fitting(60)
     assert gpu is not None and gpu.name == "a100-80gb"  # 80 GB, the older generation first
     assert smallest_gpu_fitting(10_000) is None
+
+
+@pytest.mark.parametrize(("vram", "expected"), [(24, "l4"), (25.77, "l4"), (80, "h100-pcie"), (85.9, "h100-pcie"),
+                                                (12, "rtx-3060"), (8, "rtx-4060"), (48, "rtx-a6000"),
+                                                (20, "rtx-4060-ti-16gb")])
+def test_a_bare_vram_assumes_the_slowest_card_of_that_size(vram: float, expected: str) -> None:
+    """The size as marketed (24) or in GB (25.77) names the same cards; with no card of that size (20), the
+    nearest size's. Decode speeds then never promise more than that card's bandwidth, and say so."""
+    assert slowest_card_of_size(vram).name == expected
+    hw = resolve_hardware(vram=vram, ram=64)
+    assert hw.bandwidth_gbs == find_gpu(expected).bandwidth_gbs
+    assert f"as {expected}" in hw.describe() and "--gpu NAME" in hw.describe()
+    assert resolve_hardware(gpu="rtx-4090").assumed == ""  # a named card assumes nothing

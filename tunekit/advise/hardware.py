@@ -124,6 +124,8 @@ class Hardware:
     cuda: bool = False
     ram_gb: float = 0.0
     source: str = "flags"  # flags | nvidia-smi | torch.cuda | none
+    #: what a bare --vram left to assume, said beside the figures it shapes (decode speeds)
+    assumed: str = ""
 
     @property
     def total_vram_gb(self) -> float:
@@ -138,7 +140,8 @@ class Hardware:
         if not self.gpus:
             return f"CPU only, {self.ram_gb:.0f} GB RAM ({self.source})"
         name = self.gpu or "GPU"
-        return f"{self.gpus} x {name} {self.vram_gb:g} GB ({self.source})"
+        assumed = f"; {self.assumed}" if self.assumed else ""
+        return f"{self.gpus} x {name} {self.vram_gb:g} GB ({self.source}{assumed})"
 
 
 def system_ram_gb() -> float:
@@ -222,14 +225,31 @@ def resolve_hardware(*, vram: float | None = None, gpus: int | None = None, gpu:
     if gpu:
         hw = _from_gpu(find_gpu(gpu), gpus or 1, "flags (--gpu)", vram)
     elif vram is not None:
-        # a bare --vram: assume a recent CUDA card (bf16 yes, fp8 unknown -> no)
-        hw = Hardware(vram_gb=vram, gpus=gpus or 1, gpu="", bf16=True, fp8=False, vendor="nvidia", cuda=True,
-                      source="flags (--vram)")
+        # a bare --vram: assume a recent CUDA card (bf16 yes, fp8 unknown -> no) and the memory bandwidth of the
+        # slowest listed card of that size (decode speeds are not promised faster than the card may be)
+        card = slowest_card_of_size(vram)
+        hw = Hardware(vram_gb=vram, gpus=gpus or 1, gpu="", bandwidth_gbs=card.bandwidth_gbs, bf16=True, fp8=False,
+                      vendor="nvidia", cuda=True, source="flags (--vram)",
+                      assumed=f"{card.bandwidth_gbs:g} GB/s assumed, as {card.name}: --gpu NAME for yours")
     else:
         hw = detect()
         if gpus is not None and hw.gpus:
             hw = replace(hw, gpus=gpus)
     return replace(hw, ram_gb=ram if ram is not None else (hw.ram_gb or system_ram_gb()))
+
+
+def slowest_card_of_size(vram_gb: float) -> GPU:
+    """The slowest listed card of the memory size ``vram_gb`` names, marketed (24 for a 24 GiB card) or in GB
+    (25.77), within 3%; when no card has that size, the slowest of the nearest size. A bare ``--vram``
+    says nothing of the card's bandwidth, so speeds are never promised above what that card decodes at."""
+    def distance(g: GPU) -> float:
+        return min(abs(g.vram_gib - vram_gb), abs(g.vram_gb - vram_gb))
+
+    same = [g for g in GPUS if distance(g) <= 0.03 * vram_gb]
+    if not same:
+        nearest = min(distance(g) for g in GPUS)
+        same = [g for g in GPUS if distance(g) == nearest]
+    return min(same, key=lambda g: g.bandwidth_gbs)
 
 
 def smallest_gpu_fitting(needed_gb: float, *, bf16: bool = False) -> GPU | None:

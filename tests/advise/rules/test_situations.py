@@ -284,3 +284,72 @@ def test_shortened_sequences_fit_on_the_upper_band_and_rank_below_the_asked_leng
     facts = Facts(hardware=resolve_hardware(vram=24, ram=64), model=resolve_model("qwen2.5-14b"), goal="finetune")
     shortened = [r for r in result.recommendations if any(x.startswith("fits at seq_len") for x in r.reasons)]
     assert shortened and all(fitting.fits(facts, r.candidate) for r in shortened)
+
+
+def test_a_latency_target_picks_a_faster_recipe_of_a_model_before_dropping_it(registry: Registry) -> None:
+    """``--latency-ms`` constrains each model's recipes: on a 24 GB card, 7-8B models whose 16-bit weights
+    decode too slowly for 20 ms a token are offered quantized, not left out for a 2B."""
+    data = json.loads(invoke("recommend", "--vram", "24", "--goal", "serve", "--latency-ms", "20", "--json").output)
+    picks = data["models"]
+    assert picks and all(1000 / m["tokens_per_s"] <= 20 for m in picks)
+    assert any(resolve_model(m["model"]).param_count() > 7e9 for m in picks)
+    assert all(m["recommendation"]["memory"]["assumptions"]["bits_per_weight"] < 16 for m in picks
+               if resolve_model(m["model"]).param_count() > 7e9)
+
+
+def test_one_model_latency_drops_the_recipes_that_decode_too_slowly(registry: Registry) -> None:
+    args = ["recommend", "--gpu", "rtx-4090", "--model", "llama-3.1-8b", "--goal", "serve", "--json"]
+    free = json.loads(invoke(*args).output)
+    fast = json.loads(invoke(*args, "--latency-ms", "10").output)
+    assert fast["facts"]["latency_ms"] == 10
+    slow = free["recommendations"][0]["recipe"]["name"]
+    assert slow.endswith("-bf16") and fast["recommendations"]
+    assert slow not in {r["recipe"]["name"] for r in fast["recommendations"]}
+    dropped = fast["facts"]["diagnosis"]["dropped"]
+    assert any("slower than 10 ms" in str(d) and "bf16" in str(d) for d in dropped)
+    # no recipe of a 32B reads its weights in 15 ms on a 4090: say so and name the fastest, never offer a
+    # recipe that does not fit as a "near miss"
+    none = json.loads(invoke(*args[:4], "qwen2.5-32b", *args[5:], "--latency-ms", "15").output)
+    assert none["recommendations"] == []
+    assert any("no recipe that fits decodes within 15 ms/token" in n and "the fastest" in n
+               for n in none["facts"]["diagnosis"]["notes"])
+
+
+def test_a_mixture_of_experts_decodes_at_its_active_experts_bytes(registry: Registry, rules: list) -> None:
+    """Decode reads the experts a token is routed to, not all of them: Qwen3-30B-A3B (3.3B active) decodes
+    several times faster than its 30B of weights would suggest."""
+    from tunekit.advise.rules.fitting import decode_speed
+
+    moe = resolve_model("qwen3-30b-a3b")
+    facts = Facts(hardware=resolve_hardware(gpu="a100-80gb"), model=moe, goal="serve")
+    rec = recommend(facts, rules, registry, top=1).recommendations[0]
+    speed = decode_speed(facts, rec.candidate)
+    assert rec.candidate.memory is not None and speed is not None
+    all_weights = 1 / ((rec.candidate.memory.breakdown["weights"] + rec.candidate.memory.breakdown["kv_cache"])
+                       / (2039 * 1e9))
+    assert speed > 3 * all_weights
+
+
+def test_a_quantizer_that_saves_no_memory_is_never_recommended(registry: Registry) -> None:
+    """RTN's fake-quant keeps rounded weights in 16 bits (a quality measurement): as-is reads the same bytes."""
+    for goal in ("serve", "finetune", "compress"):
+        data = json.loads(invoke("recommend", "--vram", "24", "--model", "llama-3.1-8b", "--goal", goal, "--top",
+                                 "20", "--json").output)
+        assert all((r["recipe"].get("quantizer") or {}).get("method") != "rtn" for r in data["recommendations"])
+
+
+def test_cpu_only_fine_tuning_offers_models_a_cpu_trains_in_a_day(registry: Registry) -> None:
+    """No GPU: a 24B QLoRA fits 32 GB of RAM but would train for days; the ranking offers models a LoRA of
+    which takes at most a day per million tokens (6 FLOPs per parameter per token), 16-bit (bitsandbytes'
+    CPU fallback dequantizes every matmul), and says the hours it trades."""
+    from tunekit.advise.rules.fitting import CPU_TRAIN_HOURS_LIMIT, cpu_train_hours
+
+    data = json.loads(invoke("recommend", "--cpu-only", "--ram", "32", "--json").output)
+    picks = data["models"]
+    assert picks and all(cpu_train_hours(resolve_model(m["model"])) <= CPU_TRAIN_HOURS_LIMIT for m in picks)
+    assert all(m["recommendation"]["memory"]["assumptions"]["bits_per_weight"] >= 16 for m in picks)
+    assert all(any("h per 1M tokens" in t for t in m["traded"]) for m in picks)
+    why = dict((x["model"], x["why"]) for x in data["left_out"])
+    assert "per million training tokens" in why["mistral-small-24b"]
+    one = invoke("recommend", "--cpu-only", "--ram", "32", "--model", "qwen3-4b")
+    assert "[train-on-cpu]" in one.output and "h per million" in one.output

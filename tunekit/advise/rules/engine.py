@@ -52,6 +52,7 @@ class Facts:
     data: str | None = None
     method: str | None = None  # --method full: the user asks for a full fine-tune
     engine: str | None = None  # --engine hf|vllm|llama.cpp: serve with this one (None: whichever serves it)
+    latency_ms: float | None = None  # --latency-ms: a serving recipe decoding slower than this is dropped
 
     def budget_gb(self) -> float:
         """Usable memory per device: VRAM per GPU, or 80% of RAM on a CPU-only machine."""
@@ -81,7 +82,7 @@ class Facts:
             for opt in ("adamw", "adamw-8bit", "paged-adamw-8bit"))
         return {
             "hardware": self.hardware.to_dict(), "model": model_facts(arch), "goal": self.goal, "method": self.method,
-            "engine": self.engine,
+            "engine": self.engine, "latency_ms": self.latency_ms,
             "symptoms": list(self.symptoms), "seq_len": self.seq_len, "batch": self.batch,
             "context_target": self.target_context(), "margin": self.margin, "budget_gb": round(self.budget_gb(), 2),
             "size_class": "small" if size < 10 else "medium" if size < 40 else "large",
@@ -98,6 +99,7 @@ class Facts:
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
                 "ternary_weights_gb": round(weight_bytes(arch, QUANTS["ternary"]) / GB, 2),
                 "bf16_weights_gb": round(weight_bytes(arch, QUANTS["bf16"]) / GB, 2),
+                "cpu_train_hours_per_million_tokens": round(fitting.cpu_train_hours(arch), 1),
             },
         }
 
@@ -277,7 +279,7 @@ def _diagnosed(facts: Facts, rules: list[Rule], cache: PackageCache) -> tuple[Ru
     if key not in cache.kept:
         cache.kept[key] = (_diagnose(facts, rules), rules)  # the rules kept alive: their id stays theirs
     (run, trace), _ = cache.kept[key]
-    return evolve(run, dropped=[]), trace
+    return evolve(run, dropped=[], slow=[]), trace
 
 
 def _any_fine_tune_fits(run: Run, registry: Registry, cache: PackageCache, seq_len: int) -> bool:
@@ -339,7 +341,11 @@ def recommend(facts: Facts, rules: list[Rule], registry: Registry, *, top: int =
              for _, cand, reasons, _ in kept if cand.name not in shown]
     considered = [cand for _, cand, _, _ in scored]
     missed = None
-    if considered and not any(r.fits for r in recs):
+    if not recs and run.slow:
+        name, ms = min(run.slow, key=lambda item: item[1])
+        notes.append(f"no recipe that fits decodes within {facts.latency_ms:g} ms/token here: the fastest, {name}, "
+                     f"takes ~{ms:.0f} ms/token (a faster GPU, a smaller model or a looser --latency-ms)")
+    elif considered and not any(r.fits for r in recs):
         # the commands name a recipe the user has: the leanest of those shown (as --write names it)
         lean = min(recs, key=lambda r: r.candidate.memory.total_gb if r.candidate.memory else float("inf")) \
             if recs else None

@@ -31,6 +31,7 @@ class Run:
     settings: dict[str, dict[str, Any]]
     dropped: list[tuple[str, str]] = field(default_factory=list)
     viable: int = 0  # candidates left after the drops that need no fitting
+    slow: list[tuple[str, float]] = field(default_factory=list)  # fitted, but slower than --latency-ms: ms/token
 
 
 
@@ -90,7 +91,7 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
     for index, (cand, hf_only) in enumerate(queue):
         if best_only and bounds[index] < max(best, at_least):
             break
-        judged = judge_one(run, cand, hf_only, registry, useful_seq)
+        judged = judge_one(run, cand, hf_only, registry, useful_seq, roomy=best_only)
         if judged is not None:
             scored.append(judged)
             if judged[3] or judged[1].keep_if_unfit:
@@ -99,8 +100,10 @@ def judge(run: Run, cands: list[gen.Candidate], registry: Registry, best_only: b
 
 
 def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
-              useful_seq: int | None = None) -> Scored | None:
-    """Fit, drop or score one candidate; with ``useful_seq``, a fine-tune fitted below it is dropped."""
+              useful_seq: int | None = None, roomy: bool = False) -> Scored | None:
+    """Fit, drop or score one candidate; with ``useful_seq``, a fine-tune fitted below it is dropped, and with
+    ``roomy`` (the model ranking) one that fits only inside the memory margin: the ranking offers a model by a
+    recipe that fits with the margin kept free, so a tight best recipe must not hide a roomy one."""
     if hf_only:  # planned as transformers serves it: the whole prompt prefilled at once
         cand = gen.estimate_candidate(run.facts.model, evolve(cand, setup=evolve(cand.setup, engine="hf")))
     elif cand.memory is None:  # generated without an estimate (best_only judges a few)
@@ -118,7 +121,17 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
     if why_drop:
         run.dropped.append((cand.name, "; ".join(why_drop)))
         return None
+    tight = fitting.tight(run.facts, cand) and cand.split_layers is None
+    if roomy and tight:
+        run.dropped.append((cand.name, "fits only inside the memory margin"))
+        return None
     fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
+    slow = fitting.too_slow(run.facts, cand) if fits else None  # one that does not fit is dropped for that
+    if slow:
+        run.dropped.append((cand.name, slow))
+        speed = fitting.decode_speed(run.facts, cand)
+        run.slow.append((cand.name, 1000 / speed if speed else float("inf")))
+        return None
     points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
     if hf_only:
         points -= engines.HF_ONLY_POINTS
@@ -126,7 +139,7 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
                        "or continuous batching")
     if cand.offload:
         points -= fitting.OFFLOAD_POINTS
-    if fitting.tight(run.facts, cand) and cand.split_layers is None:
+    if tight:
         points -= 1.0
         fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
     reasons[2:2] = fitted
@@ -134,8 +147,9 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
 
 
 def keep(run: Run, scored: list[Scored]) -> list[Scored]:
-    """What fits, best first; when nothing fits, the near misses, leanest first."""
-    any_fit = any(fits or cand.keep_if_unfit for _, cand, _, fits in scored)
+    """What fits, best first; when nothing fits, the near misses, leanest first. Recipes that fit but decode
+    slower than ``--latency-ms`` count as fitting here: a bigger recipe is no answer to a speed target."""
+    any_fit = any(fits or cand.keep_if_unfit for _, cand, _, fits in scored) or bool(run.slow)
     kept = []
     for points, cand, reasons, fits in scored:
         assert cand.memory is not None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, QUANTS, weight_bytes
+from tunekit.advise.rules.fitting import CPU_TRAIN_HOURS_LIMIT, cpu_train_hours
 from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
@@ -128,27 +129,38 @@ def traded(facts: Facts, rec: Recommendation) -> list[str]:
         out.append(f"context {cand.setup.seq_len}")
     if cand.split_layers is not None:
         out.append("GPU/RAM split")
+    if cand.method != "infer" and not facts.hardware.gpus:
+        out.append(f"~{cpu_train_hours(facts.model, cand.method):.0f} h per 1M tokens")
     if any(r.startswith("tight:") for r in rec.reasons):
         out.append("no memory margin")
     return out or ["nothing"]
 
 
 def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, Any]], rules: list[Rule],
-                registry: Registry, *, task: str = "general", latency_ms: float | None = None,
+                registry: Registry, *, task: str = "general",
                 top: int = 5) -> tuple[list[ModelPick], list[tuple[str, str]]]:
-    """Ranked models that fit ``base`` (its model is replaced per candidate), and why others were left out."""
+    """Ranked models that fit ``base`` (its model is replaced per candidate), and why others were left out.
+
+    ``base.latency_ms`` (for serving, reading speed when not set) is a constraint on each model's recipes, not
+    a filter on its best one: a model whose 16-bit weights decode too slowly is offered quantized."""
     from tunekit.advise.rules.conditions import may_hold
     from tunekit.advise.rules.engine import best_possible, recommend
-    from tunekit.advise.rules.fitting import decode_tokens_per_s
+    from tunekit.advise.rules.fitting import decode_speed
     from tunekit.advise.rules.generate import PackageCache, fastest_decode
     from tunekit.advise.rules.scoring import ceiling
 
+    if base.goal == "serve" and not base.latency_ms:
+        base = evolve(base, latency_ms=READING_MS)
     left_out: list[tuple[str, str]] = []
     pre = []
     for arch in archs:
         where = could_fit(arch, base)
         if where is None:
             left_out.append((arch.name, "even 4-bit weights do not fit"))
+            continue
+        hours = cpu_train_hours(arch) if base.goal == "finetune" and not base.hardware.gpus else 0.0
+        if hours > CPU_TRAIN_HOURS_LIMIT:  # whatever the recipe: an adapter's FLOPs do not depend on the base
+            left_out.append((arch.name, f"a LoRA on the CPU would take ~{hours:.0f} h per million training tokens"))
             continue
         score, why = prescore(arch, _row(arch, rows), base.goal, task, base.context_target)
         score -= SPLIT_PENALTY if where == "split" else 0.0
@@ -182,6 +194,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
                 why_out = f"cannot reach the top {top}: its best recipe would need {needed:.1f} points"
             elif any(why.startswith(f"does not fit at {USEFUL_SEQ}") for _, why in result.dropped):
                 why_out = f"no recipe fits at {USEFUL_SEQ} training tokens or more"
+            elif any(" ms/token, slower than " in why for _, why in result.dropped):
+                why_out = f"every recipe that fits decodes slower than {facts.latency_ms:g} ms/token"
+            elif any(why == "fits only inside the memory margin" for _, why in result.dropped):
+                why_out = "fits only inside the memory margin"
             else:
                 why_out = "no recipe fits"
             left_out.append((arch.name, why_out))
@@ -190,18 +206,7 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
         if rec.candidate.method != "infer" and rec.candidate.setup.seq_len < USEFUL_SEQ:
             left_out.append((arch.name, f"fits only at {rec.candidate.setup.seq_len} training tokens"))
             continue
-        if any(r.startswith("tight:") for r in rec.reasons):
-            left_out.append((arch.name, "fits only inside the memory margin"))
-            continue
-        speed = rec.candidate.tokens_per_s
-        if speed is None and rec.candidate.method == "infer" and rec.candidate.memory is not None:
-            on_device = rec.candidate.memory.breakdown["weights"]
-            speed = decode_tokens_per_s(facts, on_device, 0.0) if facts.hardware.gpus else \
-                decode_tokens_per_s(facts, 0.0, on_device)
-        slowest = latency_ms or (READING_MS if base.goal == "serve" else None)
-        if slowest and speed and 1000 / speed > slowest:
-            left_out.append((arch.name, f"~{1000 / speed:.0f} ms/token, slower than {slowest:g} ms"))
-            continue
+        speed = decode_speed(facts, rec.candidate)
         if rec.candidate.split_layers is not None and where == "device":
             score -= SPLIT_PENALTY  # weights fit, their KV cache did not: below the models that fit whole
         picks.append(ModelPick(arch, facts, rec, score + rec.score / 4, why, traded(facts, rec), speed))

@@ -44,7 +44,8 @@ def hardware_options(func: Any) -> Any:
 @click.option("--task", type=click.Choice(TASKS), default="general", show_default=True,
               help="With no --model: what the model is for (ranks code/reasoning-tuned models up).")
 @click.option("--latency-ms", type=bounds.MILLISECONDS,
-              help="With no --model: slowest acceptable decode, ms per token.")
+              help="Serving: slowest acceptable decode, ms per token (recipes slower than it are dropped; "
+              "with no --model, reading speed, 200 ms, by default).")
 @click.option("--method", type=click.Choice(["adapter", "full"]),
               help="Fine-tuning method wanted (full: every weight).")
 @click.option("--engine", type=click.Choice(["hf", "vllm", "llama.cpp"]),
@@ -93,11 +94,12 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
         return rank(registry, rules, Facts(
             hardware=hardware, model=resolve_model("llama-3.1-8b"), goal=goal, symptoms=tuple(symptoms),
             seq_len=seq_len, batch=batch, context_target=context_target, margin=margin, data=data, method=method,
-            engine=engine),
-            task=task, latency_ms=latency_ms, top=top, as_json=as_json, write_dir=write_dir)
+            engine=engine, latency_ms=latency_ms),
+            task=task, top=top, as_json=as_json, write_dir=write_dir)
     arch = resolve_model(model_name, params=params, registry=registry)
     facts = Facts(hardware=hardware, model=arch, goal=goal, symptoms=tuple(symptoms), seq_len=seq_len, batch=batch,
-                  context_target=context_target, margin=margin, data=data, method=method, engine=engine)
+                  context_target=context_target, margin=margin, data=data, method=method, engine=engine,
+                  latency_ms=latency_ms)
     result = recommend(facts, rules, registry, top=top)
     measured = None
     if measure:
@@ -134,7 +136,7 @@ def command(vram: float | None, gpus: int | None, gpu_name: str | None, ram: flo
         measure_recipes.render(result, measured, echo=click.echo)
 
 
-def rank(registry: Any, rules: Any, base: Facts, *, task: str, latency_ms: float | None, top: int, as_json: bool,
+def rank(registry: Any, rules: Any, base: Facts, *, task: str, top: int, as_json: bool,
          write_dir: Path | None) -> None:
     """No --model: rank the catalog (and plugin) models that fit, each with its best recipe."""
     from tunekit.advise.rules.models import rank_models
@@ -142,13 +144,13 @@ def rank(registry: Any, rules: Any, base: Facts, *, task: str, latency_ms: float
 
     rows = {str(row["id"]): dict(row) for row in catalog_entries()}
     archs = list(load_catalog(registry).models.values())
-    picks, left_out = rank_models(base, archs, rows, rules, registry, task=task, latency_ms=latency_ms, top=top)
+    picks, left_out = rank_models(base, archs, rows, rules, registry, task=task, top=top)
     written = write_recipes([p.rec for p in picks], write_dir) if write_dir else []
     if as_json:
         from tunekit.core.render import echo_json
 
         echo_json({"facts": {"hardware": base.hardware.to_dict(), "goal": base.goal, "task": task,
-                             "context_target": base.context_target, "latency_ms": latency_ms},
+                             "context_target": base.context_target, "latency_ms": base.latency_ms},
                    "models": [p.to_dict() for p in picks],
                    "left_out": [{"model": n, "why": w} for n, w in left_out]})
         return
