@@ -105,4 +105,5 @@ def test_a_bare_vram_assumes_the_slowest_card_of_that_size(vram: float, expected
     hw = resolve_hardware(vram=vram, ram=64)
     assert hw.bandwidth_gbs == find_gpu(expected).bandwidth_gbs
     assert f"as {expected}" in hw.describe() and "--gpu NAME" in hw.describe()
+    assert "assumed" not in hw.describe(assumptions=False)  # a fine-tune's table shows no speed
     assert resolve_hardware(gpu="rtx-4090").assumed == ""  # a named card assumes nothing

@@ -136,11 +136,12 @@ class Hardware:
         data["total_vram_gb"] = self.total_vram_gb
         return data
 
-    def describe(self) -> str:
+    def describe(self, assumptions: bool = True) -> str:
+        """One line for a header; ``assumptions=False`` where they shape no figure shown (a fine-tune's table)."""
         if not self.gpus:
             return f"CPU only, {self.ram_gb:.0f} GB RAM ({self.source})"
         name = self.gpu or "GPU"
-        assumed = f"; {self.assumed}" if self.assumed else ""
+        assumed = f"; {self.assumed}" if self.assumed and assumptions else ""
         return f"{self.gpus} x {name} {self.vram_gb:g} GB ({self.source}{assumed})"
 
 

@@ -88,7 +88,7 @@ class Facts:
             "size_class": "small" if size < 10 else "medium" if size < 40 else "large",
             "estimates": {
                 "full_finetune_gb": round(full.total_gb, 1),
-                "full_finetune_per": "GPU, sharded" if gpus > 1 else "GPU",
+                "full_finetune_per": "GPU, sharded" if gpus > 1 else "GPU" if self.hardware.gpus else "machine (RAM)",
                 "full_finetune_8bit_gb": round(full_8bit.total_gb, 1),
                 "full_finetune_paged_8bit_gb": round(full_paged.total_gb, 1),
                 # decided like every candidate: on the upper part of the band, the margin kept free

@@ -27,7 +27,9 @@ def render(result: Result, facts: Facts, *, explain: bool = False, written: list
 
     out = Printer()
     hw, arch = facts.hardware, facts.model
-    out.print(f"hardware: {hw.describe()}   model: {arch.name} ({arch.param_count() / 1e9:.2f}B)   goal: {facts.goal}"
+    speeds = facts.goal != "finetune"  # the bandwidth a bare --vram assumed shapes only decode speeds
+    out.print(f"hardware: {hw.describe(speeds)}   model: {arch.name} ({arch.param_count() / 1e9:.2f}B)   "
+              f"goal: {facts.goal}"
               + (f"   symptoms: {', '.join(facts.symptoms)}" if facts.symptoms else ""))
     budget = facts.budget_gb()
     if result.recommendations:
@@ -116,7 +118,7 @@ def render_models(picks: list[ModelPick], facts: Facts, *, task: str, written: l
     """The model ranking: one row per model with its best recipe, then why each was chosen."""
     out = Printer()
     budget = facts.budget_gb()
-    out.print(f"hardware: {facts.hardware.describe()}   goal: {facts.goal}   task: {task}"
+    out.print(f"hardware: {facts.hardware.describe(facts.goal != 'finetune')}   goal: {facts.goal}   task: {task}"
               + (f"   context: {facts.context_target}" if facts.context_target else ""))
     if not picks:
         out.print("no catalog model fits: try --cpu-only for llama.cpp in RAM, or more GPUs (--gpus)")
