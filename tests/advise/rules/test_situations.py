@@ -353,3 +353,20 @@ def test_cpu_only_fine_tuning_offers_models_a_cpu_trains_in_a_day(registry: Regi
     assert "per million training tokens" in why["mistral-small-24b"]
     one = invoke("recommend", "--cpu-only", "--ram", "32", "--model", "qwen3-4b")
     assert "[train-on-cpu]" in one.output and "h per million" in one.output
+
+
+def test_serving_at_an_asked_context_keeps_it(registry: Registry) -> None:
+    """``--goal serve --context N`` serves at N (never shortened to fit), up to the model's native window; past
+    it the model is served natively with a note pointing at --goal long-context, and the model ranking leaves
+    out models that cannot read N."""
+    args = ["recommend", "--gpu", "rtx-3090", "--goal", "serve", "--context", "32768", "--json"]
+    one = json.loads(invoke(*args, "--model", "llama-3.1-8b").output)
+    assert one["recommendations"] and all(r["memory"]["assumptions"]["seq_len"] == 32768
+                                          for r in one["recommendations"])
+    short = json.loads(invoke(*args, "--model", "llama-2-7b").output)
+    assert all(r["memory"]["assumptions"]["seq_len"] == 4096 for r in short["recommendations"])
+    assert any(n.startswith("[serve-within-native-context]") for n in short["facts"]["diagnosis"]["notes"])
+    ranked = json.loads(invoke(*args).output)
+    assert ranked["models"] and all(resolve_model(m["model"]).max_context >= 32768 for m in ranked["models"])
+    why = dict((x["model"], x["why"]) for x in ranked["left_out"])
+    assert "fewer than --context 32768" in why["llama-2-7b"]

@@ -106,10 +106,12 @@ def shorten(facts: Facts, cand: gen.Candidate) -> Fitted:
     the margin kept free), down to 256 tokens in training (a short instruction example) and 2048 serving; the
     user's --seq-len is kept unless the ``savings`` lever is asked to find what fits. When nothing fits with
     the margin, the longest that fits inside it (``tight``); when even the floor does not, leave it there so
-    the near miss shows its leanest configuration."""
+    the near miss shows its leanest configuration. A serving candidate keeps the ``--context`` asked."""
     assert cand.memory is not None
     budget = facts.budget_gb() / (1 + facts.margin)
-    pinned = facts.seq_len is not None and cand.lever != "savings"
+    # the user's length: --seq-len, or for serving --context (the context the model must read)
+    asked = facts.seq_len is not None or (cand.method == "infer" and facts.context_target is not None)
+    pinned = asked and cand.lever != "savings"
     if pinned or fits(facts, cand) or facts.goal == "long-context" or cand.lever == "context":
         return cand, []
     if cand.export and cand.memory.breakdown["weights"] / GB >= budget:  # no context makes it fit: split it

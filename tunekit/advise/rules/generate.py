@@ -68,8 +68,12 @@ def train_setup(facts: Facts, settings: Settings, method: str = "lora") -> Setup
 
 
 def infer_setup(facts: Facts, settings: Settings, seq: int | None = None) -> Setup:
+    """Serving at the context asked: a stretch target for long-context; else ``--context``, up to what the
+    model reads natively (going past it is the long-context goal's RoPE scaling), before the default."""
     if facts.goal == "long-context" or "context-too-short" in facts.symptoms:
         seq = seq or facts.target_context()
+    elif facts.context_target:
+        seq = seq or min(facts.context_target, facts.model.max_context)
     ctx = settings.get("serve", {}).get("context", 4096)
     return Setup(method="infer", seq_len=seq or facts.seq_len or min(int(ctx), facts.model.max_context),
                  batch=facts.batch, gpus=max(facts.hardware.gpus, 1), engine=facts.engine or "vllm")

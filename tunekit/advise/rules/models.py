@@ -158,6 +158,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
         if where is None:
             left_out.append((arch.name, "even 4-bit weights do not fit"))
             continue
+        if base.goal == "serve" and base.context_target and arch.max_context < base.context_target:
+            left_out.append((arch.name, f"reads {arch.max_context} tokens natively, fewer than --context "
+                                        f"{base.context_target} (--goal long-context stretches it)"))
+            continue
         hours = cpu_train_hours(arch) if base.goal == "finetune" and not base.hardware.gpus else 0.0
         if hours > CPU_TRAIN_HOURS_LIMIT:  # whatever the recipe: an adapter's FLOPs do not depend on the base
             left_out.append((arch.name, f"a LoRA on the CPU would take ~{hours:.0f} h per million training tokens"))
