@@ -370,3 +370,15 @@ def test_serving_at_an_asked_context_keeps_it(registry: Registry) -> None:
     assert ranked["models"] and all(resolve_model(m["model"]).max_context >= 32768 for m in ranked["models"])
     why = dict((x["model"], x["why"]) for x in ranked["left_out"])
     assert "fewer than --context 32768" in why["llama-2-7b"]
+
+
+def test_a_sampler_symptom_never_answers_with_a_bigger_gpu(registry: Registry) -> None:
+    """An 8B that is "too random" on a 12 GB card is being served somehow: the decoding controls come on a
+    quantized base that fits (the 16-bit one does not), with the settings said, and no "nothing fits" note."""
+    data = json.loads(invoke("recommend", "--gpu", "rtx-3060", "--model", "llama-3.1-8b", "--goal", "serve",
+                             "--symptom", "too-random", "--json").output)
+    recs = data["recommendations"]
+    assert recs and all(r["fits"] for r in recs) and recs[0]["recipe"]["sampler"]["temperature"] == 0.3
+    assert all(r["memory"]["assumptions"]["bits_per_weight"] < 16 for r in recs)
+    assert any("temperature 0.3" in reason for reason in recs[0]["reasons"])
+    assert not any(n.startswith("nothing fits") for n in data["facts"]["diagnosis"]["notes"])

@@ -53,6 +53,7 @@ class Candidate:
     group_size: int | None = None
     memory: Estimate | None = None
     keep_if_unfit: bool = False
+    fallback: bool = False  # kept only when no candidate without the flag fits (a sampler's quantized bases)
     export: str | None = None  # GGUF file type the ``gguf`` exporter writes (the llama.cpp route)
     split_layers: int | None = None  # llama.cpp -ngl when the file is split between GPU and RAM
     tokens_per_s: float | None = None  # decode-speed bound of a split (memory bandwidth / bytes per token)

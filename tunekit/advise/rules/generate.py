@@ -195,8 +195,15 @@ def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever
     if lever == "context":
         return context_candidates(facts, registry, settings, cache)
     if lever == "sampler":
+        # decoding controls ride on a serving base that fits: the 16-bit weights, else (fallbacks, kept only
+        # then) each quantized base; a sampler change is never answered with "buy a bigger GPU"
+        controls = ", ".join(f"{k} {v}" for k, v in settings.get("sampler", {}).items())
+        said = [f"decoding controls: {controls} (wherever it is served)"] if controls else []
+        quantized = serve_candidates(facts, registry, settings, "quantize", cache)
         return [gen.Candidate(name="sampler", lever=lever, method="infer", stages={},
-                              setup=infer_setup(facts, settings), keep_if_unfit=True)]
+                              setup=infer_setup(facts, settings), warnings=said),
+                *(evolve(c, name=f"sampler-{c.name}", lever=lever, fallback=True, warnings=[*said, *c.warnings])
+                  for c in quantized)]
     return []
 
 

@@ -148,11 +148,16 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
 
 def keep(run: Run, scored: list[Scored]) -> list[Scored]:
     """What fits, best first; when nothing fits, the near misses, leanest first. Recipes that fit but decode
-    slower than ``--latency-ms`` count as fitting here: a bigger recipe is no answer to a speed target."""
+    slower than ``--latency-ms`` count as fitting here: a bigger recipe is no answer to a speed target. A
+    fallback candidate is kept only when no other fits."""
     any_fit = any(fits or cand.keep_if_unfit for _, cand, _, fits in scored) or bool(run.slow)
+    primary_fits = any(fits and not cand.fallback for _, cand, _, fits in scored)
     kept = []
     for points, cand, reasons, fits in scored:
         assert cand.memory is not None
+        if cand.fallback and primary_fits:
+            run.dropped.append((cand.name, "a fallback: a candidate without it fits"))
+            continue
         if fits or cand.keep_if_unfit:
             kept.append((points, cand, reasons, fits))
         elif any_fit:
