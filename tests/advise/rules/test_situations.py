@@ -382,3 +382,22 @@ def test_a_sampler_symptom_never_answers_with_a_bigger_gpu(registry: Registry) -
     assert all(r["memory"]["assumptions"]["bits_per_weight"] < 16 for r in recs)
     assert any("temperature 0.3" in reason for reason in recs[0]["reasons"])
     assert not any(n.startswith("nothing fits") for n in data["facts"]["diagnosis"]["notes"])
+
+
+def test_a_full_fine_tune_too_big_to_shard_moves_its_optimizer_to_ram(registry: Registry, tmp_path: Path) -> None:
+    """8 x H100, full fine-tune of a 70B: FSDP with a paged 8-bit optimizer misses 80 GB; ZeRO-3 with the
+    optimizer state and step in CPU RAM (ZeRO-Offload) fits when the RAM holds 12 bytes/param, and the
+    written recipe validates and launches as printed. Without that RAM it is not offered."""
+    args = ["recommend", "--gpu", "h100", "--gpus", "8", "--model", "llama-3.1-70b", "--method", "full"]
+    out = tmp_path / "w"
+    roomy = invoke(*args, "--ram", "2000", "--write", str(out))
+    assert roomy.exit_code == 0, roomy.output
+    first = yaml.safe_load(sorted(out.glob("01-*.yaml"))[0].read_text())
+    assert "adapter" not in first and first["distributed"] == {"strategy": "zero3", "gpus": 8,
+                                                               "offload_optimizer": True}
+    assert "optimizer" not in first["train"]  # DeepSpeed's CPU AdamW: the recipe check refuses another
+    assert "tunekit launch" in roomy.output and "--strategy zero3" in roomy.output
+    assert "goal-finetune-full-too-big" not in roomy.output
+    assert invoke("validate", str(sorted(out.glob("01-*.yaml"))[0])).exit_code == 0
+    small = json.loads(invoke(*args, "--ram", "64", "--json").output)
+    assert all(r["recipe"].get("adapter") for r in small["recommendations"])

@@ -80,6 +80,11 @@ class Facts:
             estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, optimizer=opt,
                      strategy="fsdp" if gpus > 1 else "none")
             for opt in ("adamw", "adamw-8bit", "paged-adamw-8bit"))
+        # ZeRO-Offload (fitting.offload_optimizer): DeepSpeed's CPU AdamW, its state in RAM
+        offloaded = estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, optimizer="adamw",
+                             strategy="zero3", offloaded=frozenset({"optimizer"}))
+        offload_fits = bool(self.hardware.gpus) and fitting.ram_holds(self, offloaded) and \
+            fits_bytes(offloaded) / GB * (1 + self.margin) <= self.budget_gb()
         return {
             "hardware": self.hardware.to_dict(), "model": model_facts(arch), "goal": self.goal, "method": self.method,
             "engine": self.engine, "latency_ms": self.latency_ms,
@@ -93,7 +98,9 @@ class Facts:
                 "full_finetune_paged_8bit_gb": round(full_paged.total_gb, 1),
                 # decided like every candidate: on the upper part of the band, the margin kept free
                 "full_finetune_fits": min(fits_bytes(full_8bit), fits_bytes(full_paged)) / GB * (1 + self.margin)
-                <= self.budget_gb(),
+                <= self.budget_gb() or offload_fits,
+                "full_finetune_offload_gb": round(offloaded.total_gb, 1),
+                "full_finetune_offload_ram_gb": round(offloaded.side_bytes["cpu"] * gpus / GB),
                 "lora_bf16_gb": round(estimate(arch, method="lora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "qlora_4bit_gb": round(estimate(arch, method="qlora", seq_len=self.seq_len or 2048).total_gb, 1),
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
@@ -216,7 +223,9 @@ def _recipe(facts: Facts, cand: gen.Candidate, settings: dict[str, dict[str, Any
         if cand.method == "full":
             data["train"]["lr"] = 2e-5  # full fine-tunes use ~10x lower rates than LoRA (Llama/Alpaca recipes)
         if cand.setup.strategy != "none":
-            data["distributed"] = {"strategy": cand.setup.strategy, "gpus": cand.setup.gpus}
+            data["distributed"] = {"strategy": cand.setup.strategy, "gpus": cand.setup.gpus,
+                                   **({"offload_optimizer": True} if "optimizer" in cand.setup.offloaded else {}),
+                                   **({"offload_params": True} if "weights" in cand.setup.offloaded else {})}
     if cand.export:
         data["output"] = {"formats": ["hf", f"gguf:{cand.export}"]}
     if cand.offload:

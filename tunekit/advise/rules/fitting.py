@@ -91,6 +91,28 @@ def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
     return paged, ["paged 8-bit AdamW (bitsandbytes) to fit: optimizer state in pageable CPU memory"]
 
 
+def offload_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """A full fine-tune that fits neither sharded nor with a paged 8-bit optimizer: DeepSpeed ZeRO-3 with the
+    optimizer state and step in CPU RAM (ZeRO-Offload, the ZeRO-Offload paper's 13B on one V100), if the RAM
+    holds every process's share (80% of it). DeepSpeed steps with its own CPU AdamW, so the optimizer is AdamW."""
+    if cand.method != "full" or fits(facts, cand) or not facts.hardware.gpus:
+        return cand, []
+    gpus = max(facts.hardware.gpus, 1)
+    moved = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(
+        cand.setup, optimizer="adamw", strategy="zero3", gpus=gpus, offloaded=frozenset({"optimizer"}))))
+    assert moved.memory is not None
+    if not fits(facts, moved) or not ram_holds(facts, moved.memory):
+        return cand, []
+    ram = moved.memory.side_bytes["cpu"] * gpus
+    return moved, [f"ZeRO-3 over {gpus} GPU{'s' if gpus > 1 else ''} with the optimizer state and step in CPU RAM "
+                   f"(~{ram / GB:.0f} GB of RAM; DeepSpeed's CPU AdamW): fits, each step waits on the CPU"]
+
+
+def ram_holds(facts: Facts, est: Estimate) -> bool:
+    """Whether CPU RAM holds what every process of ``est`` offloads to it (80% of the RAM, as a split uses)."""
+    return est.side_bytes["cpu"] * max(est.setup.gpus, 1) <= 0.8 * facts.hardware.ram_gb * GB
+
+
 def accumulate(facts: Facts, cand: gen.Candidate) -> Fitted:
     """The ``savings`` lever trades the micro-batch for gradient accumulation before it shortens the sequence:
     the same effective batch, activations of one sequence (HF's single-GPU training guide, first step)."""
@@ -278,11 +300,16 @@ def offload(facts: Facts, cand: gen.Candidate) -> Fitted:
 
 
 def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
-    """Shard, page the optimizer, trade the micro-batch for accumulation, offload, shorten, split; the reasons of
-    each step that changed something."""
+    """Shard, page the optimizer (or move it to CPU RAM), trade the micro-batch for accumulation, offload,
+    shorten, split; the reasons of each step that changed something."""
     reasons: list[str] = []
-    for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c),
-                 lambda c: accumulate(facts, c), lambda c: offload(facts, c), lambda c: shorten(facts, c),
+    for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c)):
+        cand, why = step(cand)
+        reasons += why
+    cand, why = offload_optimizer(facts, cand)
+    if why:  # ZeRO-3 with the optimizer in RAM replaces the FSDP shard and the 8-bit optimizer tried first
+        reasons = why
+    for step in (lambda c: accumulate(facts, c), lambda c: offload(facts, c), lambda c: shorten(facts, c),
                  lambda c: split(facts, c)):
         cand, why = step(cand)
         reasons += why
