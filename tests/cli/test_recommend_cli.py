@@ -107,10 +107,10 @@ def test_serve_prints_vllm_and_llama_cpp(fake_registry: plugins.Registry) -> Non
     assert "--quantization gptq" in requant.output and "llama-3.1-8b-Q8_0.gguf" not in requant.output
     long = invoke("recommend", "--gpu", "rtx-4090", "--model", "llama-2-7b", "--goal", "long-context",
                   "--context", "16384")
-    # x4 fits as a 4-bit NF4 base: vLLM's line (in-flight bitsandbytes) with the rope override; llama.cpp
-    # cannot read bitsandbytes weights, so no llama-server line
-    assert "rope_scaling" in long.output and "--quantization bitsandbytes" in long.output
-    assert "llama-server" not in long.output
+    # x4 keeps the 16-bit weights with an 8-bit KV cache (fitting.quantize_kv): the lines say so, with the
+    # rope override; a 4-bit base comes next
+    assert "rope_scaling" in long.output and "8-bit KV cache" in long.output
+    assert "--kv-cache-dtype fp8" in long.output and "-ctk q8_0 -ctv q8_0" in long.output
     mild = invoke("recommend", "--gpu", "rtx-4090", "--model", "llama-2-7b", "--goal", "long-context",
                   "--context", "8192")
     assert "rope_scaling" in mild.output and "--rope-scaling yarn --rope-scale 2" in mild.output

@@ -401,3 +401,25 @@ def test_a_full_fine_tune_too_big_to_shard_moves_its_optimizer_to_ram(registry: 
     assert invoke("validate", str(sorted(out.glob("01-*.yaml"))[0])).exit_code == 0
     small = json.loads(invoke(*args, "--ram", "64", "--json").output)
     assert all(r["recipe"].get("adapter") for r in small["recommendations"])
+
+
+def test_an_8_bit_kv_cache_comes_before_a_shorter_context(registry: Registry) -> None:
+    """A long context's KV cache is halved (llama.cpp q8_0, vLLM fp8 where the GPU has FP8) before the context
+    is cut or the recipe called unfit, and the printed command carries the flag the memory figure assumed."""
+    gguf = invoke("recommend", "--gpu", "rtx-3060", "--model", "llama-3.1-8b", "--goal", "serve", "--context",
+                  "32768", "--json")
+    first = json.loads(gguf.output)["recommendations"][0]
+    assert first["fits"] and first["memory"]["assumptions"]["seq_len"] == 32768
+    assert any(r.startswith("8-bit KV cache (-ctk q8_0 -ctv q8_0) to fit") for r in first["reasons"])
+    printed = invoke("recommend", "--gpu", "rtx-3060", "--model", "llama-3.1-8b", "--goal", "serve", "--context",
+                     "32768").output
+    assert "-c 32768 -ngl 33 -fa on -ctk q8_0 -ctv q8_0" in printed
+    long = invoke("recommend", "--gpu", "rtx-4090", "--model", "llama-3.1-8b", "--goal", "long-context",
+                  "--context", "200000", "--json")
+    first = json.loads(long.output)["recommendations"][0]
+    assert first["fits"] and first["memory"]["assumptions"]["kv_bits"] == 8
+    assert "--kv-cache-dtype fp8" in invoke("recommend", "--gpu", "rtx-4090", "--model", "llama-3.1-8b", "--goal",
+                                            "long-context", "--context", "200000").output
+    ampere = json.loads(invoke("recommend", "--gpu", "rtx-3090", "--model", "llama-3.1-8b", "--goal",
+                               "long-context", "--context", "200000", "--json").output)
+    assert all(r["memory"]["assumptions"]["kv_bits"] == 16 for r in ampere["recommendations"])  # no FP8

@@ -223,12 +223,12 @@ def split(facts: Facts, cand: gen.Candidate) -> Fitted:
     ram = 0.8 * facts.hardware.ram_gb * GB
     if not cand.export or not facts.hardware.gpus or fits(facts, cand) or not ram:
         return cand, []
-    from tunekit.advise.serving import GPU_RESERVE_BYTES, gpu_layers
+    from tunekit.advise.serving import GPU_RESERVE_BYTES, gpu_layers, kv_type
 
     assert cand.memory is not None
     size = int(weight_bytes(facts.model, cand.setup.quant))
     vram = int(facts.budget_gb() / (1 + facts.margin) * GB)
-    off = gpu_layers(facts.model, size, vram, cand.setup.seq_len)
+    off = gpu_layers(facts.model, size, vram, cand.setup.seq_len, kv_type(cand.setup.kv_bits))
     if off.cpu_bytes > ram:
         return cand, []
     speed = decode_tokens_per_s(facts, off.gpu_bytes, off.cpu_bytes)
@@ -261,6 +261,23 @@ quantized model that fits ranks above it; the offload is offered, not preferred.
 
 TENSOR_KEYS = ("weights", "gradients", "optimizer", "activations", "kv_cache")
 """The estimate's tensor parts (the allocator's share is a fraction of their sum)."""
+
+
+def quantize_kv(facts: Facts, cand: gen.Candidate) -> Fitted:
+    """A serving candidate that does not fit keeps an 8-bit KV cache before its context is shortened: llama.cpp
+    ``-ctk q8_0 -ctv q8_0`` for a GGUF, vLLM ``--kv-cache-dtype fp8`` on a GPU with FP8 (Ada, Hopper): half the
+    cache for ~no quality (llama.cpp's KV-quantization results; vLLM's FP8 KV cache docs). Transformers'
+    quantized caches are slower than the 16-bit one, so a transformers-only recipe keeps its cache."""
+    from tunekit.advise.rules import engines
+
+    if cand.method != "infer" or cand.setup.kv_bits <= 8 or fits(facts, cand) or not facts.hardware.gpus:
+        return cand, []
+    vllm = facts.hardware.fp8 and cand.setup.engine == "vllm" and engines.problem("vllm", cand) is None
+    if not cand.export and not vllm:
+        return cand, []
+    half = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(cand.setup, kv_bits=8.0)))
+    flag = "-ctk q8_0 -ctv q8_0" if cand.export else "--kv-cache-dtype fp8"
+    return half, [f"8-bit KV cache ({flag}) to fit: half the cache, ~no quality cost"]
 
 
 def offload(facts: Facts, cand: gen.Candidate) -> Fitted:
@@ -300,8 +317,8 @@ def offload(facts: Facts, cand: gen.Candidate) -> Fitted:
 
 
 def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
-    """Shard, page the optimizer (or move it to CPU RAM), trade the micro-batch for accumulation, offload,
-    shorten, split; the reasons of each step that changed something."""
+    """Shard, page the optimizer (or move it to CPU RAM), trade the micro-batch for accumulation, halve the KV
+    cache, offload, shorten, split; the reasons of each step that changed something."""
     reasons: list[str] = []
     for step in (lambda c: shard(facts, c, registry), lambda c: page_optimizer(facts, c)):
         cand, why = step(cand)
@@ -309,8 +326,8 @@ def fit(facts: Facts, cand: gen.Candidate, registry: Registry) -> Fitted:
     cand, why = offload_optimizer(facts, cand)
     if why:  # ZeRO-3 with the optimizer in RAM replaces the FSDP shard and the 8-bit optimizer tried first
         reasons = why
-    for step in (lambda c: accumulate(facts, c), lambda c: offload(facts, c), lambda c: shorten(facts, c),
-                 lambda c: split(facts, c)):
+    for step in (lambda c: accumulate(facts, c), lambda c: quantize_kv(facts, c), lambda c: offload(facts, c),
+                 lambda c: shorten(facts, c), lambda c: split(facts, c)):
         cand, why = step(cand)
         reasons += why
     return cand, reasons

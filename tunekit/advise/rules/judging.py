@@ -142,7 +142,8 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
     if tight:
         points -= 1.0
         fitted.append(fitting.TIGHT_ADVICE.format(margin=run.facts.margin))
-    reasons[2:2] = fitted
+    at = 2 + len(cand.warnings)  # after what it is and its warnings (the table shows the first reasons)
+    reasons[at:at] = fitted
     return points, cand, reasons, fits
 
 

@@ -54,7 +54,9 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
     quant = (cand.stages.get("quantizer") or {}).get("method")
     context = cand.stages.get("context")
     kv_gb = kv_cache_bytes(arch, seq, cand.setup.batch) / GB
-    fp8_kv = facts.hardware.fp8 and kv_gb > 0.25 * max(facts.budget_gb(), 1)
+    # fitting.quantize_kv halved it to fit; else a cache over a quarter of the memory is halved anyway
+    big_kv = cand.setup.kv_bits <= 8 or kv_gb > 0.25 * max(facts.budget_gb(), 1)
+    fp8_kv = facts.hardware.fp8 and big_kv
     out = output_dir(rec)
     # a base quantized while loading (bitsandbytes) is read from the hub; any other quantizer's weights
     # exist only in the folder `tunekit apply` writes
@@ -89,7 +91,7 @@ def serve_options(facts: Facts, rec: Recommendation) -> dict[str, Any]:
         cpp.append(f"--rope-scaling {rope} --rope-scale {factor:g}")
         if rope == "yarn":
             cpp.append(f"--yarn-orig-ctx {arch.max_context}")
-    if kv_gb > 0.25 * max(facts.budget_gb(), 1):
+    if big_kv:
         cpp.append("-ctk q8_0 -ctv q8_0")
     lines["llama_cpp"] = None if "llama.cpp" in not_served else " ".join(cpp)
 
