@@ -210,12 +210,18 @@ def decode_speed(facts: Facts, cand: gen.Candidate) -> float | None:
     return decode_tokens_per_s(facts, read, 0.0) if facts.hardware.gpus else decode_tokens_per_s(facts, 0.0, read)
 
 
+SLOWER = " ms/token, slower than "
+"""In the drop reason of a candidate that misses ``--latency-ms`` (the model ranking tells those apart)."""
+ROOMLESS = "fits only inside the memory margin"
+"""The drop reason of a candidate the model ranking will not offer for being tight."""
+
+
 def too_slow(facts: Facts, cand: gen.Candidate) -> str | None:
     """Why a serving candidate misses ``--latency-ms`` (None when it does not, or no target is set)."""
     speed = decode_speed(facts, cand) if facts.latency_ms else None
     if not speed or not facts.latency_ms or 1000 / speed <= facts.latency_ms:
         return None
-    return f"~{1000 / speed:.0f} ms/token, slower than {facts.latency_ms:g} ms"
+    return f"~{1000 / speed:.0f}{SLOWER}{facts.latency_ms:g} ms"
 
 
 def split(facts: Facts, cand: gen.Candidate) -> Fitted:

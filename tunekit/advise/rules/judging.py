@@ -123,7 +123,7 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
         return None
     tight = fitting.tight(run.facts, cand) and cand.split_layers is None
     if roomy and tight:
-        run.dropped.append((cand.name, "fits only inside the memory margin"))
+        run.dropped.append((cand.name, fitting.ROOMLESS))
         return None
     fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
     slow = fitting.too_slow(run.facts, cand) if fits else None  # one that does not fit is dropped for that

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, QUANTS, weight_bytes
-from tunekit.advise.rules.fitting import CPU_TRAIN_HOURS_LIMIT, cpu_train_hours
+from tunekit.advise.rules.fitting import CPU_TRAIN_HOURS_LIMIT, ROOMLESS, SLOWER, cpu_train_hours
 from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
@@ -198,10 +198,10 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
                 why_out = f"cannot reach the top {top}: its best recipe would need {needed:.1f} points"
             elif any(why.startswith(f"does not fit at {USEFUL_SEQ}") for _, why in result.dropped):
                 why_out = f"no recipe fits at {USEFUL_SEQ} training tokens or more"
-            elif any(" ms/token, slower than " in why for _, why in result.dropped):
+            elif any(SLOWER in why for _, why in result.dropped):
                 why_out = f"every recipe that fits decodes slower than {facts.latency_ms:g} ms/token"
-            elif any(why == "fits only inside the memory margin" for _, why in result.dropped):
-                why_out = "fits only inside the memory margin"
+            elif any(why == ROOMLESS for _, why in result.dropped):
+                why_out = ROOMLESS
             else:
                 why_out = "no recipe fits"
             left_out.append((arch.name, why_out))
