@@ -8,8 +8,9 @@ import pytest
 from tunekit.advise.estimate import GB, weight_bytes
 from tunekit.advise.hardware import resolve_hardware
 from tunekit.advise.rules import Facts, load_rules, recommend
-from tunekit.advise.rules.fitting import DISK_BANDWIDTH_GBS, PCIE_BANDWIDTH_GBS, gpu_bandwidth_gbs
+from tunekit.advise.rules.fitting import DISK_BANDWIDTH_GBS, PCIE_BANDWIDTH_GBS
 from tunekit.advise.rules.serve import serve_lines
+from tunekit.advise.rules.speed import gpu_bandwidth_gbs
 from tunekit.core.model_facts import resolve_model
 from tunekit.core.recipe import validate_data
 from tunekit.core.registry import get_registry

@@ -318,7 +318,7 @@ def test_one_model_latency_drops_the_recipes_that_decode_too_slowly(registry: Re
 def test_a_mixture_of_experts_decodes_at_its_active_experts_bytes(registry: Registry, rules: list) -> None:
     """Decode reads the experts a token is routed to, not all of them: Qwen3-30B-A3B (3.3B active) decodes
     several times faster than its 30B of weights would suggest."""
-    from tunekit.advise.rules.fitting import decode_speed
+    from tunekit.advise.rules.speed import decode_speed
 
     moe = resolve_model("qwen3-30b-a3b")
     facts = Facts(hardware=resolve_hardware(gpu="a100-80gb"), model=moe, goal="serve")
@@ -342,7 +342,7 @@ def test_cpu_only_fine_tuning_offers_models_a_cpu_trains_in_a_day(registry: Regi
     """No GPU: a 24B QLoRA fits 32 GB of RAM but would train for days; the ranking offers models a LoRA of
     which takes at most a day per million tokens (6 FLOPs per parameter per token), 16-bit (bitsandbytes'
     CPU fallback dequantizes every matmul), and says the hours it trades."""
-    from tunekit.advise.rules.fitting import CPU_TRAIN_HOURS_LIMIT, cpu_train_hours
+    from tunekit.advise.rules.speed import CPU_TRAIN_HOURS_LIMIT, cpu_train_hours
 
     data = json.loads(invoke("recommend", "--cpu-only", "--ram", "32", "--json").output)
     picks = data["models"]

@@ -19,7 +19,7 @@ from tunekit.advise.estimate import GB, QUANTS, estimate, fits_bytes, weight_byt
 from tunekit.advise.goals import DEFAULT_LEVERS
 from tunekit.advise.hardware import Hardware
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules import fitting
+from tunekit.advise.rules import fitting, speed
 from tunekit.advise.rules.conditions import evaluate, fill, mentions_candidate, mentions_symptom, must_hold
 from tunekit.advise.rules.fitting import no_fit
 from tunekit.advise.rules.generate import PackageCache, generate, quantizer_options, serves
@@ -106,7 +106,7 @@ class Facts:
                 "infer_bf16_gb": round(estimate(arch, method="infer", seq_len=self.seq_len or 4096).total_gb, 1),
                 "ternary_weights_gb": round(weight_bytes(arch, QUANTS["ternary"]) / GB, 2),
                 "bf16_weights_gb": round(weight_bytes(arch, QUANTS["bf16"]) / GB, 2),
-                "cpu_train_hours_per_million_tokens": round(fitting.cpu_train_hours(arch), 1),
+                "cpu_train_hours_per_million_tokens": round(speed.cpu_train_hours(arch), 1),
             },
         }
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.rules import candidates as gen
-from tunekit.advise.rules import engines, fitting
+from tunekit.advise.rules import engines, fitting, speed
 from tunekit.advise.rules.conditions import evaluate, reads
 from tunekit.advise.rules.fitting import fit
 from tunekit.advise.rules.scoring import FITTED_FACTS, Scored, optimistic, score
@@ -126,11 +126,11 @@ def judge_one(run: Run, cand: gen.Candidate, hf_only: bool, registry: Registry,
         run.dropped.append((cand.name, fitting.ROOMLESS))
         return None
     fits = fitting.fits(run.facts, cand) or fitting.tight(run.facts, cand) or cand.split_layers is not None
-    slow = fitting.too_slow(run.facts, cand) if fits else None  # one that does not fit is dropped for that
+    slow = speed.too_slow(run.facts, cand) if fits else None  # one that does not fit is dropped for that
     if slow:
         run.dropped.append((cand.name, slow))
-        speed = fitting.decode_speed(run.facts, cand)
-        run.slow.append((cand.name, 1000 / speed if speed else float("inf")))
+        rate = speed.decode_speed(run.facts, cand)
+        run.slow.append((cand.name, 1000 / rate if rate else float("inf")))
         return None
     points, reasons = score(run.facts, cand, run.levers, run.fired, cf, wanted_seq)
     if hf_only:

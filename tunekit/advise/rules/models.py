@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunekit.advise.estimate import GB, QUANTS, weight_bytes
-from tunekit.advise.rules.fitting import CPU_TRAIN_HOURS_LIMIT, ROOMLESS, SLOWER, cpu_train_hours
+from tunekit.advise.rules.fitting import ROOMLESS
+from tunekit.advise.rules.speed import CPU_TRAIN_HOURS_LIMIT, SLOWER, cpu_train_hours
 from tunekit.core.records import evolve
 
 if TYPE_CHECKING:
@@ -145,9 +146,9 @@ def rank_models(base: Facts, archs: list[ModelArch], rows: dict[str, dict[str, A
     a filter on its best one: a model whose 16-bit weights decode too slowly is offered quantized."""
     from tunekit.advise.rules.conditions import may_hold
     from tunekit.advise.rules.engine import best_possible, recommend
-    from tunekit.advise.rules.fitting import decode_speed
     from tunekit.advise.rules.generate import PackageCache, fastest_decode
     from tunekit.advise.rules.scoring import ceiling
+    from tunekit.advise.rules.speed import decode_speed
 
     if base.goal == "serve" and not base.latency_ms:
         base = evolve(base, latency_ms=READING_MS)
