@@ -423,3 +423,15 @@ def test_an_8_bit_kv_cache_comes_before_a_shorter_context(registry: Registry) ->
     ampere = json.loads(invoke("recommend", "--gpu", "rtx-3090", "--model", "llama-3.1-8b", "--goal",
                                "long-context", "--context", "200000", "--json").output)
     assert all(r["memory"]["assumptions"]["kv_bits"] == 16 for r in ampere["recommendations"])  # no FP8
+
+
+def test_a_cpu_serves_gguf_k_quants_across_models(registry: Registry) -> None:
+    """No GPU, 16 GB of RAM: every model the ranking offers is served by llama.cpp (Q4_K_M, or Q3_K_M where 4
+    bits do not fit), never by GPU kernels' CPU fallback (AWQ/GPTQ through GPTQModel's torch kernel)."""
+    data = json.loads(invoke("recommend", "--cpu-only", "--ram", "16", "--goal", "serve", "--json").output)
+    names = [m["recommendation"]["recipe"]["name"] for m in data["models"]]
+    assert names and all("gguf-q4_k_m" in n or "gguf-q3_k_m" in n for n in names), names
+    assert any("gguf-q3_k_m" in n for n in names)  # a 14B whose Q4_K_M does not fit is offered at 3 bits
+    one = json.loads(invoke("recommend", "--cpu-only", "--ram", "16", "--goal", "long-context", "--model",
+                            "phi-3-medium", "--json").output)
+    assert one["recommendations"][0]["recipe"]["name"].endswith("gguf-q3_k_m")

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tunekit.advise.estimate import QUANTS, Setup
+from tunekit.advise.estimate import QuantSpec, Setup
 from tunekit.advise.rules import candidates as gen
 from tunekit.advise.rules import engines
 from tunekit.core.kinds import Requirements
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 Settings = dict[str, dict[str, Any]]
 QuantOption = tuple[Any, dict[str, Any], float]  # (quantizer instance, params it was built with, quality cost)
 
-#: The llama.cpp file type offered for serving on a CPU or split CPU/GPU: 4-bit K-quant, the llama.cpp
-#: README's recommended size/quality trade (Llama-3-8B: +0.175 perplexity vs Q8_0 +0.003, a third the size).
-GGUF_SERVE_TYPE = "q4_k_m"
+#: The llama.cpp file types offered for serving on a CPU or split CPU/GPU: the 4-bit K-quant, the llama.cpp
+#: README's recommended size/quality trade (Llama-3-8B: +0.175 perplexity vs Q8_0 +0.003, a third the size),
+#: and the 3-bit one for when 4 bits do not fit (+0.657: large models tolerate it; the quality cost, from
+#: the same table, ranks it below Q4_K_M whenever both fit).
+GGUF_SERVE_TYPES = ("q4_k_m", "q3_k_m")
 #: Context scaled beyond this factor without a fine-tune loses quality (YaRN and PI papers: both fine-tune
 #: briefly at the new length; PI's untuned 2x-4x extrapolation degrades).
 UNTUNED_CONTEXT_FACTOR = 2.0
@@ -209,19 +211,24 @@ def serve_candidates(facts: Facts, registry: Registry, settings: Settings, lever
 
 def gguf_candidates(facts: Facts, registry: Registry, settings: Settings, lever: str,
                     cache: PackageCache) -> list[gen.Candidate]:
-    """A llama.cpp GGUF 4-bit K-quant, written by the ``gguf`` exporter: the CPU's (and a split CPU/GPU's)
-    serving format, since llama.cpp runs every layer it cannot place on the GPU from RAM."""
+    """llama.cpp GGUF K-quants, written by the ``gguf`` exporter: the CPU's (and a split CPU/GPU's) serving
+    format, since llama.cpp runs every layer it cannot place on the GPU from RAM. Sizes and quality costs are
+    llama.cpp's published ones (``advise.serving``: file bits per weight, perplexity on Llama-3-8B)."""
+    from tunekit.advise.serving import FILE_BPW, QUALITY_COST
+
     cls = registry.of("exporter").get("gguf")
     if cls is None:
         return []
-    spec = QUANTS[f"gguf-{GGUF_SERVE_TYPE}"]
-    cand = gen.Candidate(name=f"gguf-{GGUF_SERVE_TYPE}", lever=lever, method="infer", stages={},
-                         setup=evolve(infer_setup(facts, settings), quant=spec, engine="llama.cpp"),
-                         quality_cost=0.028,
-                         speedup=GGUF_SPEEDUP, export=GGUF_SERVE_TYPE,
-                         notes=["llama.cpp Q4_K_M: +0.175 perplexity on Llama-3-8B (llama.cpp quantize README); "
-                                "runs on CPU, GPU or split between them"])
-    return [require(cand, cls, facts, cache)]
+    out = []
+    for file_type in GGUF_SERVE_TYPES:
+        spec = QuantSpec(f"gguf-{file_type}", FILE_BPW[file_type], ())
+        cand = gen.Candidate(name=f"gguf-{file_type}", lever=lever, method="infer", stages={},
+                             setup=evolve(infer_setup(facts, settings), quant=spec, engine="llama.cpp"),
+                             quality_cost=QUALITY_COST[file_type], speedup=GGUF_SPEEDUP, export=file_type,
+                             notes=[f"llama.cpp {file_type.upper()}: +{QUALITY_COST[file_type]:.1%} perplexity on "
+                                    "Llama-3-8B (llama.cpp quantize README); runs on CPU, GPU or split between them"])
+        out.append(require(cand, cls, facts, cache))
+    return out
 
 
 def context_candidates(facts: Facts, registry: Registry, settings: Settings,
