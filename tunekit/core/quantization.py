@@ -7,14 +7,27 @@ lazily. A third-party quantizer may reuse these as well as the built-ins (rtn, b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from tunekit.core.errors import UsageError
 from tunekit.core.kinds import PluginParams
-from tunekit.core.texts import calibration_windows as calibration_windows  # re-exported: reading text is
-from tunekit.core.texts import read_text as read_text  # core.texts' job; plugins imported these from here
+
+if TYPE_CHECKING:
+    from tunekit.core.texts import calibration_windows as calibration_windows
+    from tunekit.core.texts import read_text as read_text
+
+
+def __getattr__(name: str) -> Any:
+    """``calibration_windows`` and ``read_text`` (reading text is ``core.texts``' job; plugins imported them from
+    here) resolve on first use: the quantizers import this module to declare their params, and ``tunekit
+    recommend`` loads every quantizer without reading a line of text."""
+    if name in {"calibration_windows", "read_text"}:
+        from tunekit.core import texts
+
+        return getattr(texts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_KEEP_16BIT = ("lm_head",)
 """Linear modules never quantized by default. Embeddings are not linear layers, so every backend
