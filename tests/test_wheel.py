@@ -54,6 +54,7 @@ def test_wheel_layout(wheel: Path) -> None:
     packaged = {Path(n).name for n in names if n.startswith("tunekit/_recipes/") and n.count("/") == 2}
     assert shipped <= packaged
     assert any(n.startswith("tunekit/_recipes/rules/") for n in names)
+    assert "tunekit/core/model_catalog.json" in names  # data files of the package ship with it
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[tunekit]" in text and "tunekit = tunekit.cli.main:main" in text
@@ -80,3 +81,5 @@ def test_installed_commands_work_without_a_checkout(tunekit_bin: Path, tmp_path:
     owners = {item["plugin"] for items in report["kinds"].values() for item in items}
     assert owners <= expected and owners, (owners, expected)
     assert run(tunekit_bin, "--help", cwd=tmp_path).stdout.count("validate") >= 1
+    ranked = json.loads(run(tunekit_bin, "recommend", "--vram", "24", "--json", cwd=tmp_path).stdout)
+    assert len(ranked["models"]) == 5  # the catalog and the rules are read from the installed package
