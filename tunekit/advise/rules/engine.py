@@ -81,8 +81,7 @@ class Facts:
                      strategy="fsdp" if gpus > 1 else "none")
             for opt in ("adamw", "adamw-8bit", "paged-adamw-8bit"))
         # ZeRO-Offload (fitting.offload_optimizer): DeepSpeed's CPU AdamW, its state in RAM
-        offloaded = estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, optimizer="adamw",
-                             strategy="zero3", offloaded=frozenset({"optimizer"}))
+        offloaded = estimate(arch, method="full", seq_len=self.seq_len or 2048, gpus=gpus, **fitting.ZERO_OFFLOAD)
         offload_fits = bool(self.hardware.gpus) and fitting.ram_holds(self, offloaded) and \
             fits_bytes(offloaded) / GB * (1 + self.margin) <= self.budget_gb()
         return {

@@ -91,6 +91,11 @@ def page_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
     return paged, ["paged 8-bit AdamW (bitsandbytes) to fit: optimizer state in pageable CPU memory"]
 
 
+ZERO_OFFLOAD: dict[str, Any] = {"optimizer": "adamw", "strategy": "zero3", "offloaded": frozenset({"optimizer"})}
+"""The ``Setup`` changes of ZeRO-Offload: ZeRO-3 with the optimizer state and step in CPU RAM, which DeepSpeed
+takes with its own CPU AdamW (``offload_optimizer`` here and the full-fine-tune facts of ``Facts.to_dict``)."""
+
+
 def offload_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
     """A full fine-tune that fits neither sharded nor with a paged 8-bit optimizer: DeepSpeed ZeRO-3 with the
     optimizer state and step in CPU RAM (ZeRO-Offload, the ZeRO-Offload paper's 13B on one V100), if the RAM
@@ -98,8 +103,7 @@ def offload_optimizer(facts: Facts, cand: gen.Candidate) -> Fitted:
     if cand.method != "full" or fits(facts, cand) or not facts.hardware.gpus:
         return cand, []
     gpus = max(facts.hardware.gpus, 1)
-    moved = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(
-        cand.setup, optimizer="adamw", strategy="zero3", gpus=gpus, offloaded=frozenset({"optimizer"}))))
+    moved = gen.estimate_candidate(facts.model, evolve(cand, setup=evolve(cand.setup, gpus=gpus, **ZERO_OFFLOAD)))
     assert moved.memory is not None
     if not fits(facts, moved) or not ram_holds(facts, moved.memory):
         return cand, []
